@@ -1,0 +1,1 @@
+"""API adapters: wire formats in, typed requests to the pipeline, pipeline events out."""

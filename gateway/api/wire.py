@@ -1,0 +1,75 @@
+"""What both API adapters share: size-capped body parsing into typed wire models, validation
+errors that name the field, and the guard that renders GatewayErrors in the API's own shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+
+Wire = TypeVar("Wire", bound=BaseModel)
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def parse(request: Request, wire: type[Wire], limit: int) -> Wire:
+    """The body as ``wire``; 413 when too large, 400 naming the field when invalid."""
+    body = await read_body(request, limit)
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg} (at {exc.pos})") from None
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return wire.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def invalid(exc: ValidationError) -> BadRequest:
+    """A BadRequest naming the first invalid field, in the dotted form clients send."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"]
+    return BadRequest(f"{field}: {message}" if field else message, param=field or None)
+
+
+def typed(build: Callable[[], T]) -> T:
+    """Build a typed request from wire values, turning a validation failure into a 400."""
+    try:
+        return build()
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def guarded(handler: Handler, render: Callable[[GatewayError], Response]) -> Handler:
+    """``handler``, with every GatewayError it raises rendered by ``render``."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except GatewayError as error:
+            return render(error)
+
+    return endpoint

@@ -1,0 +1,43 @@
+"""Process settings: how to run (flags and VAGT_* environment), never what is allowed (policy)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vagt"
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAGT_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    policy: Path = Path("policies/default.yaml")
+    workers: int = Field(default=1, ge=1, description="worker processes per loaded model")
+    threads: int = Field(default_factory=_cores, ge=1, description="CPU threads per worker")
+    max_queue: int = Field(default=8, ge=0, description="requests that may wait for a worker")
+    queue_timeout: float = Field(default=60.0, gt=0)
+    keep_alive: float = Field(default=300.0, description="seconds an idle model stays loaded")
+    max_loaded_models: int = Field(default=2, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    preload: bool = Field(default=True, description="load the default model at start")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def catalogue_path(self) -> Path:
+        return self.data_dir / "models.yaml"

@@ -1,0 +1,1 @@
+"""Embedded inference: the model catalogue, worker pools and backends."""

@@ -1,0 +1,1 @@
+"""Model backends. Each runs inside a worker process."""

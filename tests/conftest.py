@@ -1,0 +1,146 @@
+"""Fixtures: the real SmolLM2 model and real `vagt serve` processes on ephemeral loopback ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from inference.registry import Catalogue
+
+ROOT = Path(__file__).resolve().parent.parent
+VAGT = [sys.executable, "-m", "gateway.cli"]
+MODEL = "smollm2:135m"
+
+
+def run_vagt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VAGT, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The real SmolLM2 GGUF, provisioned by `make test` (pulled here if it is not)."""
+    data_dir = Path(os.environ.get("VAGT_TEST_DATA_DIR", ROOT / ".cache" / "test-data"))
+    spec = Catalogue.library().resolve(MODEL)
+    path = spec.path(data_dir / "models")
+    if not path.exists():
+        result = run_vagt("models", "pull", MODEL, "--data-dir", str(data_dir))
+        assert result.returncode == 0, result.stderr
+    return path.resolve()
+
+
+def write_catalogue(data_dir: Path, model_path: Path, **overrides: object) -> Catalogue:
+    """A local catalogue whose default model is the real SmolLM2 file (by absolute path)."""
+    spec = Catalogue.library().resolve(MODEL).model_copy(
+        update={"file": str(model_path), **overrides})
+    catalogue = Catalogue().with_model(spec)
+    catalogue.save(data_dir / "models.yaml")
+    return catalogue
+
+
+def add_model(data_dir: Path, entry: dict[str, object]) -> None:
+    path = data_dir / "models.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["models"].append(entry)
+    path.write_text(yaml.safe_dump(data))
+
+
+class Server:
+    """A real `vagt serve` process on an ephemeral port."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        command = [*VAGT, "serve", "--port", "0", "--data-dir", str(data_dir),
+                   "--policy", str(ROOT / "policies" / "default.yaml"), *args]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.banner: list[str] = []
+        self.log: list[str] = []
+        self.url = self._wait_for_banner()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_for_banner(self) -> str:
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        threading.Thread(target=self._collect_stderr, daemon=True).start()
+        for line in self.process.stdout:
+            self.banner.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                for _ in range(3):  # models, "try:", the curl line
+                    self.banner.append(self.process.stdout.readline())
+                return match.group(1)
+        self.process.wait(timeout=10)
+        raise RuntimeError(f"vagt serve exited: {''.join(self.log)[-2000:]}")
+
+    def _collect_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for _ in self.process.stdout:
+            pass
+
+    @property
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+    def workers(self) -> list[int]:
+        """PIDs of this server's model worker processes."""
+        import psutil
+        return [c.pid for c in psutil.Process(self.process.pid).children(recursive=True)
+                if "inference.worker" in " ".join(c.cmdline())]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, model_path: Path) -> Path:
+    directory = tmp_path / "data"
+    write_catalogue(directory, model_path)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Server]:
+    """One gateway per test module, serving the real SmolLM2 with two workers."""
+    directory = tmp_path_factory.mktemp("data")
+    write_catalogue(directory, model_path)
+    running = Server(directory, "--workers", "2", "--threads", "1")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, model_path: Path) -> Iterator[type[Server]]:
+    """Start servers with their own options; all are stopped after the test."""
+    started: list[Server] = []
+
+    class Started(Server):
+        def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
+            super().__init__(data_dir, *args, env=env)
+            started.append(self)
+
+    yield Started
+    for running in started:
+        running.stop()
