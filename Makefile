@@ -10,7 +10,7 @@ DEFAULT_MODEL := smollm2:135m
 # 2 cores) for this CPU and caches the wheel.
 export CMAKE_ARGS ?= -DGGML_NATIVE=ON
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean test-servers
 
 install: $(STAMP)
 
@@ -28,9 +28,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway inference tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint test-servers
 	$(BIN)/vagt models pull $(DEFAULT_MODEL) --data-dir $(TEST_DATA)
 	VAGT_TEST_DATA_DIR=$(TEST_DATA) $(BIN)/pytest
+
+# Real servers the tests start: OpenLDAP slapd (Debian) and the oidc-provider IdP (npm).
+# PostgreSQL's initdb/pg_ctl and Node.js are on the machine already.
+test-servers: tests/servers/node_modules/.installed
+	@command -v slapd >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
+
+tests/servers/node_modules/.installed: tests/servers/package.json tests/servers/package-lock.json
+	npm ci --prefix tests/servers --no-audit --no-fund --silent
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet 'llama-cpp-python[server]==0.3.36'

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import socket
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 import uvicorn
@@ -15,6 +17,9 @@ import yaml
 
 from gateway.api.context import Context
 from gateway.app import build_app
+from gateway.auth.apikeys import create_key
+from gateway.auth.keystore import KeyExists, KeyStore, open_key_store
+from gateway.durations import parse_lifetime
 from gateway.policy import PolicyError
 from gateway.settings import Settings
 from inference import fetch
@@ -22,6 +27,7 @@ from inference.errors import InferenceError
 from inference.modelfile import parse_modelfile
 from inference.registry import Catalogue
 
+T = TypeVar("T")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -72,7 +78,7 @@ def serve(host: str | None, port: int | None, policy: Path | None, data_dir: Pat
         _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     bound_port = sock.getsockname()[1]
     try:
-        app = build_app(settings, on_ready=lambda ctx: _banner(ctx, bound_port))
+        app = build_app(settings, on_ready=lambda ctx, key: _banner(ctx, bound_port, key))
     except (PolicyError, InferenceError) as exc:
         _fail(str(exc))
     config = uvicorn.Config(app, log_level=log_level, access_log=False,
@@ -95,17 +101,22 @@ def _ensure_default_model(settings: Settings) -> None:
     catalogue.with_model(spec).save(settings.catalogue_path)
 
 
-def _banner(context: Context, port: int) -> None:
+def _banner(context: Context, port: int, first_key: str | None) -> None:
     host = context.settings.host
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     names = [spec.name for spec in context.catalogue.models]
     model = context.catalogue.default or (names[0] if names else "MODEL")
-    print(f"Vagt is listening on {url}", flush=True)
-    print(f"  models: {', '.join(names) or '(none)'}  (default: {model})", flush=True)
-    print("  try:", flush=True)
-    print(f"    curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
-          f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", "
-          f"\"content\": \"Say hello\"}}]}}'", flush=True)
+    lines = [f"Vagt is listening on {url}",
+             f"  models: {', '.join(names) or '(none)'}  (default: {model})"]
+    if first_key is not None:
+        lines.append(f"  admin API key (shown once; store it now): {first_key}")
+    key = first_key or "$VAGT_API_KEY"
+    lines += ["  try:",
+              f"    curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' "
+              f"-H 'Content-Type: application/json' "
+              f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", "
+              f"\"content\": \"Say hello\"}}]}}'"]
+    print("\n".join(lines), flush=True)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -201,6 +212,90 @@ def models_import(file: Path, name: str | None, data_dir: Path | None) -> None:
         _fail(f"{file}: {exc}")
     catalogue.with_model(spec).save(settings.catalogue_path)
     click.echo(f"imported {spec.name} from {file}")
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+store_options = [
+    click.option("--data-dir", type=click.Path(path_type=Path), help="Where vagt.db lives."),
+    click.option("--database-url",
+                 help="sqlite:///PATH or postgresql://… (default: DATA_DIR/vagt.db)."),
+]
+
+
+def _with_store(function: Any) -> Any:
+    for option in reversed(store_options):
+        function = option(function)
+    return function
+
+
+async def _in_store(settings: Settings, work: Callable[[KeyStore], Awaitable[T]]) -> T:
+    store = await open_key_store(settings.store_url)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+@main.group(context_settings=CONTEXT)
+def keys() -> None:
+    """Create, list and revoke API keys for service accounts."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A unique name for the key (e.g. the service).")
+@click.option("--role", required=True, help="The role the key holds (mapped by the policy).")
+@click.option("--expires", help="Lifetime, e.g. 90d, 12h, 30m (default: never).")
+@_with_store
+def keys_create(name: str, role: str, expires: str | None, data_dir: Path | None,
+                database_url: str | None) -> None:
+    """Create a key and print its secret once, on stdout."""
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    try:
+        lifetime = None if expires is None else parse_lifetime(expires)
+    except ValueError as exc:
+        _fail(str(exc))
+    expires_at = None if lifetime is None else time.time() + lifetime
+    try:
+        created = asyncio.run(_in_store(settings, lambda s: create_key(s, name, role, expires_at)))
+    except KeyExists:
+        _fail(f"a key named '{name}' already exists")
+    click.echo(created.secret)
+    click.echo(f"created key '{name}' with role '{role}'"
+               + ("" if expires_at is None else f", expiring {_when(expires_at)}")
+               + ". The secret above is shown only now.", err=True)
+
+
+@keys.command("list")
+@_with_store
+def keys_list(data_dir: Path | None, database_url: str | None) -> None:
+    """Keys with their role, state, expiry and last use (never their secrets)."""
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    records = asyncio.run(_in_store(settings, lambda s: s.all()))
+    now = time.time()
+    click.echo(f"{'NAME':<24} {'ROLE':<12} {'PREFIX':<14} {'STATE':<8} {'EXPIRES':<17} LAST USED")
+    for r in records:
+        state = ("revoked" if r.revoked_at is not None
+                 else "expired" if not r.usable(now) else "active")
+        click.echo(f"{r.name:<24} {r.role:<12} {r.prefix + '…':<14} {state:<8} "
+                   f"{_when(r.expires_at):<17} {_when(r.last_used_at)}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+@_with_store
+def keys_revoke(name: str, data_dir: Path | None, database_url: str | None) -> None:
+    """Revoke a key; the gateway refuses it within the policy's api_keys.cache_ttl."""
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    if not asyncio.run(_in_store(settings, lambda s: s.revoke(name))):
+        _fail(f"no active key named '{name}'")
+    click.echo(f"revoked key '{name}'")
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
 def _load(settings: Settings) -> Catalogue:

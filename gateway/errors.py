@@ -34,6 +34,23 @@ class BadRequest(GatewayError):
     kind = "invalid_request_error"
 
 
+class Unauthorized(GatewayError):
+    """Any authentication failure. One generic message: it never says which check failed or
+    whether the user exists."""
+
+    status = 401
+    code = "invalid_api_key"
+    kind = "invalid_request_error"
+
+    def __init__(self, challenge: str) -> None:
+        super().__init__("authentication required: missing or invalid credentials")
+        self.challenge = challenge
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"

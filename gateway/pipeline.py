@@ -1,24 +1,41 @@
 """The one place where a request's stages are ordered.
 
-Today: resolve the model, lease its pool, run. Authentication, authorization, admission,
+Today: authenticate, resolve the model, lease its pool, run. Authorization, admission,
 redaction, routing and audit are stages that later issues insert here, each a small object with
 one async entry point and no knowledge of HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
-from gateway.errors import translate
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.principal import Principal
+from gateway.errors import InternalError, Unavailable, translate
 from inference.errors import InferenceError
 from inference.manager import PoolManager
 from inference.registry import ModelSpec
-from inference.types import ChatRequest, CompletionRequest, Done, Embeddings, EmbedRequest, Event
+from inference.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    Done,
+    Embeddings,
+    EmbedRequest,
+    Event,
+)
 
 
 class Pipeline:
     def __init__(self, models: PoolManager) -> None:
         self.models = models
+        self.authenticator: Authenticator | None = None  # set when the app starts
+
+    async def authenticate(self, headers: Mapping[str, str], *, secure: bool) -> Principal:
+        """Stage 1: who is calling (401 otherwise)."""
+        if self.authenticator is None:
+            raise Unavailable("the gateway is starting")
+        return await self.authenticator.authenticate(headers, secure=secure)
 
     def resolve(self, name: str) -> ModelSpec:
         try:
@@ -80,3 +97,14 @@ async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[
             yield event
     finally:
         await rest.aclose()
+
+
+async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
+    """A whole generation: its text and its Done."""
+    parts: list[str] = []
+    async for event in events:
+        if isinstance(event, Chunk):
+            parts.append(event.text)
+        else:
+            return "".join(parts), event
+    raise InternalError("the generation ended without a result")

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_loaded_models: int = Field(default=2, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     preload: bool = Field(default=True, description="load the default model at start")
+    database_url: str | None = Field(
+        default=None, description="sqlite:///PATH or postgresql://…; default: DATA_DIR/vagt.db")
 
     @property
     def models_dir(self) -> Path:
@@ -41,3 +43,7 @@ class Settings(BaseSettings):
     @property
     def catalogue_path(self) -> Path:
         return self.data_dir / "models.yaml"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'vagt.db'}"

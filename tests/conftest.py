@@ -12,14 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import ollama
+import openai
 import pytest
 import yaml
 
 from inference.registry import Catalogue
+from tests.servers.idp import IdentityProvider
+from tests.servers.ldap import Directory
+from tests.servers.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 VAGT = [sys.executable, "-m", "gateway.cli"]
 MODEL = "smollm2:135m"
+DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
 
 
 def run_vagt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,31 +64,46 @@ def add_model(data_dir: Path, entry: dict[str, object]) -> None:
 class Server:
     """A real `vagt serve` process on an ephemeral port."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 policy: Path = DEFAULT_POLICY) -> None:
+        self.data_dir = data_dir
         command = [*VAGT, "serve", "--port", "0", "--data-dir", str(data_dir),
-                   "--policy", str(ROOT / "policies" / "default.yaml"), *args]
+                   "--policy", str(policy), *args]
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})},
         )
         self.banner: list[str] = []
         self.log: list[str] = []
-        self.url = self._wait_for_banner()
+        self.url, self.key = self._wait_for_banner()
         threading.Thread(target=self._drain, daemon=True).start()
 
-    def _wait_for_banner(self) -> str:
+    def _wait_for_banner(self) -> tuple[str, str]:
+        """The URL and the first admin API key, read from the banner."""
         assert self.process.stdout is not None
         assert self.process.stderr is not None
         threading.Thread(target=self._collect_stderr, daemon=True).start()
+        url = key = ""
         for line in self.process.stdout:
             self.banner.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                for _ in range(3):  # models, "try:", the curl line
-                    self.banner.append(self.process.stdout.readline())
-                return match.group(1)
+            if match := re.search(r"listening on (http://\S+)", line):
+                url = match.group(1)
+            if match := re.search(r"admin API key .*: (vagt_\S+)", line):
+                key = match.group(1)
+            if "curl " in line:
+                return url, key
         self.process.wait(timeout=10)
         raise RuntimeError(f"vagt serve exited: {''.join(self.log)[-2000:]}")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def openai(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0)
+
+    def ollama(self) -> ollama.Client:
+        return ollama.Client(host=self.url, headers=self.auth)
 
     def _collect_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -96,7 +117,8 @@ class Server:
 
     @property
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        """An HTTP client that presents the admin key."""
+        return httpx.Client(base_url=self.url, timeout=60, headers=self.auth)
 
     def workers(self) -> list[int]:
         """PIDs of this server's model worker processes."""
@@ -137,10 +159,35 @@ def start_server(tmp_path: Path, model_path: Path) -> Iterator[type[Server]]:
     started: list[Server] = []
 
     class Started(Server):
-        def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
-            super().__init__(data_dir, *args, env=env)
+        def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                     policy: Path = DEFAULT_POLICY) -> None:
+            super().__init__(data_dir, *args, env=env, policy=policy)
             started.append(self)
 
     yield Started
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    """A real OpenID Provider (npm oidc-provider) for the whole session."""
+    provider = IdentityProvider(tmp_path_factory.mktemp("idp"))
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
+    """A real OpenLDAP slapd with users, groups and nested groups."""
+    slapd = Directory(tmp_path_factory.mktemp("ldap"))
+    yield slapd
+    slapd.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL server."""
+    server = Postgres()
+    yield server
+    server.stop()

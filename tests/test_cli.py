@@ -107,7 +107,8 @@ def test_show_import_and_rm(tmp_path: Path, model_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ([], ["serve"], ["models"], ["models", "list"], ["models", "show"],
+    for command in ([], ["serve"], ["models"], ["models", "list"], ["models", "show"], ["keys"],
+                    ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
                     ["models", "pull"], ["models", "rm"], ["models", "import-modelfile"]):
         result = run_vagt(*command, "--help")
         assert result.returncode == 0
@@ -120,4 +121,6 @@ def test_serve_prints_where_it_listens_and_a_curl_call(server: object) -> None:
     banner = "".join(server.banner)
     assert server.url in banner
     assert MODEL in banner
-    assert f"curl {server.url}/v1/chat/completions" in banner
+    assert server.key.startswith("vagt_")
+    auth = f"-H 'Authorization: Bearer {server.key}'"
+    assert f"curl {server.url}/v1/chat/completions {auth}" in banner

@@ -63,9 +63,9 @@ def test_unknown_model_is_404_in_both_shapes(server: Server, http: httpx.Client)
     ollama_error(http.post("/api/embed", json={"model": "nope", "input": "x"}), 404)
     ollama_error(http.post("/api/show", json={"model": "nope"}), 404)
     with pytest.raises(openai.NotFoundError):
-        openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0).models.retrieve("x")
+        server.openai().models.retrieve("x")
     with pytest.raises(ollama.ResponseError) as caught:
-        ollama.Client(host=server.url).generate(model="nope", prompt="hi")
+        server.ollama().generate(model="nope", prompt="hi")
     assert caught.value.status_code == 404
 
 

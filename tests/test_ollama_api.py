@@ -18,7 +18,7 @@ GREEDY = {"temperature": 0, "num_predict": 24}
 
 @pytest.fixture(scope="module")
 def client(server: Server) -> ollama.Client:
-    return ollama.Client(host=server.url)
+    return server.ollama()
 
 
 def test_chat(client: ollama.Client) -> None:

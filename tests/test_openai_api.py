@@ -18,7 +18,7 @@ PROMPT = [{"role": "user", "content": "Name three colours."}]
 
 @pytest.fixture(scope="module")
 def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    return server.openai()
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:

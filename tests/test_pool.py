@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import ollama
 
 from inference.registry import Catalogue
 from tests.conftest import MODEL, Server, add_model, run_vagt, write_catalogue
@@ -21,7 +20,7 @@ LONG = {"model": MODEL, "prompt": "Write a very long essay about the history of 
 
 def _stream_lines(server: Server, body: dict[str, object], lines: list[dict[str, object]],
                   stop_after: int | None = None) -> None:
-    with httpx.Client(base_url=server.url, timeout=120) as http, \
+    with httpx.Client(base_url=server.url, timeout=120, headers=server.auth) as http, \
             http.stream("POST", "/api/generate", json=body) as response:
         for line in response.iter_lines():
             if line:
@@ -83,7 +82,7 @@ def test_killed_worker_fails_only_its_request(start_server: type[Server], data_d
     assert "Traceback" not in json.dumps(lines[-1])
     # The pool restarts the worker; the next request succeeds.
     assert _wait_for(lambda: server.workers() not in ([], [pid]), timeout=30)
-    reply = ollama.Client(host=server.url).generate(model=MODEL, prompt="hi",
+    reply = server.ollama().generate(model=MODEL, prompt="hi",
                                                     options={"num_predict": 3})
     assert reply.done is True
     assert server.client.get("/readyz").status_code == 200
@@ -121,7 +120,7 @@ def test_client_disconnect_frees_the_worker(start_server: type[Server], data_dir
 
 def test_keep_alive_unloads_idle_models(start_server: type[Server], data_dir: Path) -> None:
     server = start_server(data_dir, "--workers", "1", env={"VAGT_KEEP_ALIVE": "1"})
-    client = ollama.Client(host=server.url)
+    client = server.ollama()
     client.generate(model=MODEL, prompt="hi", options={"num_predict": 1})
     assert [m.model for m in client.ps().models] == [MODEL]
     assert _wait_for(lambda: client.ps().models == [], timeout=5)
@@ -139,7 +138,7 @@ def test_max_loaded_models_evicts_the_least_recently_used(
         add_model(data_dir, {"name": name, "format": "gguf", "file": str(model_path),
                              "sha256": sha, "system": f"You are {name}."})
     server = start_server(data_dir, "--workers", "1", env={"VAGT_MAX_LOADED_MODELS": "2"})
-    client = ollama.Client(host=server.url)
+    client = server.ollama()
     for name in ("second", "third"):
         client.generate(model=name, prompt="hi", options={"num_predict": 1})
     resident = {m.model for m in client.ps().models}

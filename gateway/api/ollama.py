@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,9 @@ from starlette.routing import Route
 from gateway import __version__
 from gateway.api.context import Context
 from gateway.api.wire import Handler, guarded, parse, typed
+from gateway.durations import parse_duration
 from gateway.errors import BadRequest, GatewayError
+from gateway.pipeline import collect
 from inference.registry import ModelSpec
 from inference.types import (
     ChatRequest,
@@ -33,27 +34,18 @@ from inference.types import (
     Timings,
 )
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _FOREVER = "2318-11-25T00:00:00Z"  # what Ollama shows for a model kept loaded forever
 
 
 def parse_keep_alive(value: float | str | None) -> float | None:
-    """Seconds from Ollama's ``keep_alive``: a number of seconds or a Go duration ("5m", "1h30m",
-    "-1"). Negative means forever."""
+    """Seconds from Ollama's ``keep_alive``: a number of seconds or a Go duration ("5m",
+    "1h30m", "-1"). Negative means forever."""
     if value is None or isinstance(value, float | int):
         return None if value is None else float(value)
-    text = value.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
     try:
-        return sign * float(body)
+        return parse_duration(value)
     except ValueError:
-        pass
-    parts = _DURATION.findall(body)
-    if not parts or "".join(n + u for n, u in parts) != body:
-        raise BadRequest(f"keep_alive: invalid duration {value!r}", param="keep_alive")
-    return sign * sum(float(n) * _UNIT_S[u] for n, u in parts)
+        raise BadRequest(f"keep_alive: invalid duration {value!r}", param="keep_alive") from None
 
 
 # --- wire models ---------------------------------------------------------------------------------
@@ -195,7 +187,7 @@ class OllamaAPI:
     @property
     def routes(self) -> list[Route]:
         def e(handler: Handler) -> Handler:
-            return guarded(handler, error_response)
+            return guarded(handler, error_response, self.context.pipeline)
 
         return [
             Route("/api/chat", e(self.chat), methods=["POST"]),
@@ -273,14 +265,8 @@ class OllamaAPI:
         if stream:
             return StreamingResponse(self._ndjson(model, events, frame),
                                      media_type="application/x-ndjson")
-        parts: list[str] = []
-        async for event in events:
-            if isinstance(event, Chunk):
-                parts.append(event.text)
-            else:
-                return JSONResponse({"model": model, "created_at": _now(),
-                                     **frame("".join(parts)), **_final(event)})
-        raise BadRequest("the generation ended without a result")
+        text, done = await collect(events)
+        return JSONResponse({"model": model, "created_at": _now(), **frame(text), **_final(done)})
 
     @staticmethod
     async def _ndjson(

@@ -17,8 +17,9 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.wire import guarded, parse, typed
+from gateway.api.wire import Handler, guarded, parse, typed
 from gateway.errors import BadRequest, GatewayError
+from gateway.pipeline import collect
 from inference.types import (
     ChatRequest,
     Chunk,
@@ -179,13 +180,15 @@ class OpenAIAPI:
     @property
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/chat/completions", guarded(self.chat, error_response), methods=["POST"]),
-            Route("/v1/completions", guarded(self.completions, error_response), methods=["POST"]),
-            Route("/v1/embeddings", guarded(self.embeddings, error_response), methods=["POST"]),
-            Route("/v1/models", guarded(self.models, error_response), methods=["GET"]),
-            Route("/v1/models/{model:path}", guarded(self.model, error_response),
-                  methods=["GET"]),
+            Route("/v1/chat/completions", self._guard(self.chat), methods=["POST"]),
+            Route("/v1/completions", self._guard(self.completions), methods=["POST"]),
+            Route("/v1/embeddings", self._guard(self.embeddings), methods=["POST"]),
+            Route("/v1/models", self._guard(self.models), methods=["GET"]),
+            Route("/v1/models/{model:path}", self._guard(self.model), methods=["GET"]),
         ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        return guarded(handler, error_response, self.context.pipeline)
 
     async def chat(self, request: Request) -> Response:
         wire = await parse(request, _ChatCompletion, self.context.settings.max_body_bytes)
@@ -195,7 +198,7 @@ class OpenAIAPI:
         if wire.stream:
             usage = wire.stream_options is not None and wire.stream_options.include_usage
             return _stream(reply.chat_chunks(events, usage))
-        text, done = await _collect(events)
+        text, done = await collect(events)
         return JSONResponse(reply.body({
             "index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
             "logprobs": None, "finish_reason": done.finish_reason,
@@ -209,7 +212,7 @@ class OpenAIAPI:
         if wire.stream:
             usage = wire.stream_options is not None and wire.stream_options.include_usage
             return _stream(reply.completion_chunks(events, usage))
-        text, done = await _collect(events)
+        text, done = await collect(events)
         return JSONResponse(reply.body({
             "index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason,
         }, done.usage))
@@ -243,16 +246,6 @@ class OpenAIAPI:
 
 def _base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-async def _collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
-    parts: list[str] = []
-    async for event in events:
-        if isinstance(event, Chunk):
-            parts.append(event.text)
-        else:
-            return "".join(parts), event
-    raise BadRequest("the generation ended without a result")  # unreachable: pools end with Done
 
 
 def _stream(chunks: AsyncIterator[bytes]) -> StreamingResponse:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from gateway.pipeline import Pipeline
 
 Wire = TypeVar("Wire", bound=BaseModel)
 T = TypeVar("T")
@@ -63,11 +64,15 @@ def typed(build: Callable[[], T]) -> T:
         raise invalid(exc) from None
 
 
-def guarded(handler: Handler, render: Callable[[GatewayError], Response]) -> Handler:
-    """``handler``, with every GatewayError it raises rendered by ``render``."""
+def guarded(handler: Handler, render: Callable[[GatewayError], Response],
+            pipeline: Pipeline) -> Handler:
+    """``handler`` for authenticated callers only (the Principal is in ``request.state``), with
+    every GatewayError rendered by ``render``."""
 
     async def endpoint(request: Request) -> Response:
         try:
+            request.state.principal = await pipeline.authenticate(
+                request.headers, secure=request.url.scheme == "https")
             return await handler(request)
         except GatewayError as error:
             return render(error)

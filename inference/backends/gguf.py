@@ -24,17 +24,36 @@ FALLBACK = Sampling(
 
 
 class _MeteredLlama(Llama):  # type: ignore[misc]
-    """Llama that counts prompt and generated tokens and times the first one.
+    """Llama that counts prompt and generated tokens, times the first one, and reuses the KV
+    cache only in whole batches.
 
-    llama-cpp-python does not report usage while streaming; wrapping ``generate`` (the one
-    loop every completion path goes through) gives exact counts for both.
+    llama-cpp-python does not report usage while streaming; wrapping ``generate`` (the one loop
+    every completion path goes through) gives exact counts for both.
+
+    Reusing the previous prompt's KV-cache prefix evaluates the rest of the prompt in batches cut
+    at other places than a fresh evaluation would, which changes the logits slightly: greedy
+    decoding (temperature 0) would then depend on what ran before. Keeping only a prefix that is a
+    whole number of batches (``n_batch``, 512 tokens) makes every later batch identical to a
+    fresh run's, so answers are reproducible and long conversations still skip most of their
+    prompt.
     """
 
     prompt_tokens = 0
     completion_tokens = 0
     first_token_ns = 0
 
+    def _align_cache(self, tokens: Sequence[int]) -> None:
+        common = 0
+        for cached, new in zip(self._input_ids, tokens, strict=False):
+            if cached != new:
+                break
+            common += 1
+        if common >= len(tokens):  # llama-cpp-python would replay the last token alone
+            common = len(tokens) - 1
+        self.n_tokens = (common // self.n_batch) * self.n_batch
+
     def generate(self, tokens: Sequence[int], **kwargs: Any) -> Iterator[int]:
+        self._align_cache(tokens)
         self.prompt_tokens = len(tokens)
         self.completion_tokens = 0
         self.first_token_ns = 0
@@ -107,11 +126,6 @@ class GGUFBackend:
                 return
 
     def _arguments(self, sampling: Sampling, json_format: dict[str, Any] | None) -> dict[str, Any]:
-        # Evaluate every prompt from scratch. Reusing the previous prompt's KV-cache prefix
-        # evaluates the rest in differently shaped batches, which changes the logits slightly and
-        # makes greedy decoding (temperature 0) depend on what ran before: same request, other
-        # answer. Reproducibility wins over the saved prompt evaluation.
-        self.llm.reset()
         s = sampling.over(FALLBACK)
         if s.num_ctx is not None and s.num_ctx > self.num_ctx:
             raise ValueError(

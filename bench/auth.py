@@ -1,0 +1,132 @@
+"""Cost of authentication per request, on this machine.
+
+- OIDC: `Authenticator.authenticate` for a real access token from a real oidc-provider (RS256 and
+  ES256), JWKS cache warm; beside it, joserfc's bare `jwt.decode` with the right key (the floor:
+  the signature check alone) so the overhead of our checks is visible.
+- LDAP: a cached login (a real slapd answers the first one).
+- API keys: a key within its cache TTL (SQLite behind it).
+
+Usage: python bench/auth.py [--rounds N]   (needs `make test-servers` for slapd and the IdP)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from joserfc import jwt
+
+from gateway.auth.apikeys import APIKeyAuthenticator, create_key
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.keystore import open_key_store
+from gateway.auth.ldap import LDAPAuthenticator
+from gateway.auth.oidc import OIDCVerifier
+from gateway.policy import Policy
+from tests.servers.idp import IdentityProvider
+from tests.servers.ldap import SERVICE_DN, SERVICE_PW, SUFFIX, USERS, Directory
+
+RESULTS = Path(__file__).parent / "results" / "auth.json"
+
+
+async def timed(call: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
+    for _ in range(200):  # warm up
+        await call()
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        await call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"median_us": statistics.median(ordered),
+            "p90_us": ordered[int(len(ordered) * 0.9)], "n": len(ordered)}
+
+
+def policy(idp: IdentityProvider, directory: Directory) -> Policy:
+    return Policy.model_validate({
+        "version": 1,
+        "identity": {
+            "oidc": [{"issuer": idp.issuer, "audience": "vagt",
+                      "roles_claim": "realm_access.roles", "groups_claim": "groups"}],
+            "ldap": {"url": directory.url, "bind_dn": SERVICE_DN,
+                     "bind_password_env": "BENCH_LDAP_PW", "user_base": f"ou=people,{SUFFIX}",
+                     "user_filter": "(uid={username})", "subject_attribute": "uid",
+                     "cache_ttl": 3600},
+            "api_keys": {"cache_ttl": 3600},
+        },
+        "roles": {f"role-{i}": {"members": {"idp_roles": [f"r{i}"], "groups": [f"g{i}"]}}
+                  for i in range(50)},
+    })
+
+
+async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
+                  workdir: Path) -> dict[str, dict[str, float]]:
+    config = policy(idp, directory)
+    store = await open_key_store(f"sqlite:///{workdir / 'keys.db'}")
+    key = (await create_key(store, "bench", "user")).secret
+    assert config.identity.ldap is not None
+    results: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient() as http:
+        authenticator = Authenticator(
+            config, APIKeyAuthenticator(store, 3600), OIDCVerifier(config.identity.oidc, http),
+            LDAPAuthenticator(config.identity.ldap))
+        for client, alg in (("reporting", "RS256"), ("signed-es", "ES256")):
+            token = idp.token(client)
+            headers = {"authorization": f"Bearer {token}"}
+            results[f"oidc {alg}: authenticate"] = summary(await timed(
+                lambda h=headers: authenticator.authenticate(h, secure=True), rounds))
+            key_for = idp.rsa if alg == "RS256" else idp.ec
+
+            async def bare(t: str = token, k: object = key_for, a: str = alg) -> object:
+                return jwt.decode(t, k, algorithms=[a])  # type: ignore[arg-type]
+            results[f"oidc {alg}: joserfc decode alone (floor)"] = summary(
+                await timed(bare, rounds))
+        basic = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
+        ldap_headers = {"authorization": f"Basic {basic}"}
+        results["ldap: cached login"] = summary(await timed(
+            lambda: authenticator.authenticate(ldap_headers, secure=True), rounds))
+        results["api key: cached"] = summary(await timed(
+            lambda: authenticator.authenticate({"x-api-key": key}, secure=True), rounds))
+        await authenticator.close()
+    await store.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5000)
+    args = parser.parse_args()
+    os.environ["BENCH_LDAP_PW"] = SERVICE_PW
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "idp").mkdir()
+        (workdir / "ldap").mkdir()
+        idp, directory = IdentityProvider(workdir / "idp"), Directory(workdir / "ldap")
+        try:
+            results = asyncio.run(measure(idp, directory, args.rounds, workdir))
+        finally:
+            idp.stop()
+            directory.stop()
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"| case ({machine}) | median µs | p90 µs |\n|---|---:|---:|")
+    for case, r in results.items():
+        print(f"| {case} | {r['median_us']:.1f} | {r['p90_us']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
