@@ -28,10 +28,11 @@ from joserfc import jwt
 
 from gateway.auth.apikeys import APIKeyAuthenticator, create_key
 from gateway.auth.authenticator import Authenticator
-from gateway.auth.keystore import open_key_store
+from gateway.auth.keystore import KeyStore
 from gateway.auth.ldap import LDAPAuthenticator
 from gateway.auth.oidc import OIDCVerifier
 from gateway.policy import Policy
+from gateway.store import open_database
 from tests.servers.idp import IdentityProvider
 from tests.servers.ldap import SERVICE_DN, SERVICE_PW, SUFFIX, USERS, Directory
 
@@ -75,7 +76,8 @@ def policy(idp: IdentityProvider, directory: Directory) -> Policy:
 async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
                   workdir: Path) -> dict[str, dict[str, float]]:
     config = policy(idp, directory)
-    store = await open_key_store(f"sqlite:///{workdir / 'keys.db'}")
+    db = await open_database(f"sqlite:///{workdir / 'keys.db'}")
+    store = await KeyStore.open(db)
     key = (await create_key(store, "bench", "user")).secret
     assert config.identity.ldap is not None
     results: dict[str, dict[str, float]] = {}
@@ -101,7 +103,7 @@ async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
         results["api key: cached"] = summary(await timed(
             lambda: authenticator.authenticate({"x-api-key": key}, secure=True), rounds))
         await authenticator.close()
-    await store.close()
+    await db.close()
     return results
 
 

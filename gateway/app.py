@@ -1,7 +1,9 @@
-"""build_app(settings) → the Starlette application; its lifespan loads the catalogue and pools."""
+"""build_app(settings) → the Starlette application. Its lifespan opens the database, puts the
+policy in force (and watches its file), and loads the default model's pool."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -15,17 +17,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import ollama, openai
+from gateway.api.admin import AdminAPI
 from gateway.api.context import Context
 from gateway.api.health import HealthAPI
-from gateway.auth.apikeys import APIKeyAuthenticator, create_key
-from gateway.auth.authenticator import Authenticator
-from gateway.auth.keystore import open_key_store
-from gateway.auth.ldap import LDAPAuthenticator
-from gateway.auth.oidc import OIDCVerifier
+from gateway.auth.apikeys import create_key
+from gateway.auth.authenticator import AuthenticatorFactory
+from gateway.auth.keystore import KeyStore
 from gateway.errors import GatewayError, InternalError
 from gateway.pipeline import Pipeline
-from gateway.policy import Policy, load_policy
+from gateway.policy_source import load_policy
+from gateway.policy_store import PolicyHistory, PolicyStore
 from gateway.settings import Settings
+from gateway.store import open_database
 from inference.manager import PoolManager, PoolSettings
 from inference.registry import Catalogue
 
@@ -55,54 +58,52 @@ FIRST_KEY_NAME = "admin"
 FIRST_KEY_ROLE = "admin"
 
 
-async def _authenticator(policy: Policy, settings: Settings,
-                         http: httpx.AsyncClient) -> tuple[Authenticator, str | None]:
-    """The authenticate stage, and the first admin key's secret when this start created it."""
-    identity = policy.identity
-    keys, first_key = None, None
-    if identity.api_keys.enabled:
-        store = await open_key_store(settings.store_url)
-        keys = APIKeyAuthenticator(store, identity.api_keys.cache_ttl)
-        if not await store.all():
-            first_key = (await create_key(store, FIRST_KEY_NAME, FIRST_KEY_ROLE)).secret
-    oidc = OIDCVerifier(identity.oidc, http) if identity.oidc else None
-    ldap = LDAPAuthenticator(identity.ldap) if identity.ldap else None
-    return Authenticator(policy, keys, oidc, ldap), first_key
-
-
 def build_app(
     settings: Settings, on_ready: Callable[[Context, str | None], None] | None = None,
 ) -> Starlette:
     """The gateway. ``on_ready(context, first_key)`` runs once it serves; ``first_key`` is the
-    secret of the admin API key created on this start (an empty key store), else None."""
-    policy = load_policy(settings.policy)
+    secret of the admin API key created on this start (an empty key store), else None.
+    Raises PolicyError or CatalogueError when the policy or the catalogue is invalid."""
+    initial_policy = load_policy(settings.policy)
     catalogue = Catalogue.load(settings.catalogue_path)
     manager = PoolManager(catalogue, settings.models_dir, PoolSettings(
         workers=settings.workers, threads=settings.threads, max_queue=settings.max_queue,
         queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
         max_loaded=settings.max_loaded_models,
     ))
-    context = Context(settings=settings, pipeline=Pipeline(manager), started_at=int(time.time()))
+    pipeline = Pipeline(manager)
+    context = Context(settings=settings, pipeline=pipeline, started_at=int(time.time()))
     routes: list[Route] = [
         *HealthAPI(context).routes, *openai.OpenAIAPI(context).routes,
-        *ollama.OllamaAPI(context).routes,
+        *ollama.OllamaAPI(context).routes, *AdminAPI(context).routes,
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = await open_database(settings.store_url)
+        keys = await KeyStore.open(db)
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
-            authenticator, first_key = await _authenticator(policy, settings, http)
-            context.pipeline.authenticator = authenticator
+            authenticators = AuthenticatorFactory(keys, http)
+            pipeline.policies = PolicyStore(settings.policy, await PolicyHistory.open(db),
+                                            authenticators, initial_policy)
+            await pipeline.policies.start()
+            watcher = asyncio.create_task(pipeline.policies.watch())
             preload = [catalogue.default] if settings.preload and catalogue.default else []
             try:
                 await manager.start(preload)
-                log.info("policy version %s loaded from %s", policy.version, settings.policy)
+                log.info("policy %s in force, from %s", initial_policy.version, settings.policy)
+                # Only once everything started, so a failed start cannot swallow the key.
+                first_key = None
+                if initial_policy.policy.identity.api_keys.enabled and not await keys.all():
+                    first_key = (await create_key(keys, FIRST_KEY_NAME, FIRST_KEY_ROLE)).secret
                 if on_ready is not None:
                     on_ready(context, first_key)
                 yield
             finally:
+                watcher.cancel()
                 await manager.close()
-                await authenticator.close()
+                await authenticators.close()
+                await db.close()
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPException: _http_error, Exception: _crash,

@@ -51,6 +51,12 @@ class Unauthorized(GatewayError):
         return {"WWW-Authenticate": self.challenge}
 
 
+class Forbidden(GatewayError):
+    status = 403
+    code = "permission_denied"
+    kind = "permission_error"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"

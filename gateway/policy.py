@@ -1,7 +1,9 @@
 """The policy: what is allowed. Admins edit it as YAML; the gateway validates it strictly.
 
-Sections so far: ``identity`` (how callers prove who they are) and ``roles`` (which identities
-hold which Vagt role). Unknown keys are errors, never silently ignored.
+Sections: ``identity`` (how callers prove who they are), ``roles`` (which identities hold which
+Vagt role, and the caps on their requests) and ``rules`` (which roles may do what on which
+models). Unknown keys are errors, never silently ignored. Loading with positions for error
+messages is in ``policy_source``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AsymmetricAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 ]
 Seconds = Annotated[float, Field(ge=0)]
-
-
-class PolicyError(Exception):
-    """The policy file is unreadable or invalid; the message names file and problem."""
 
 
 class _Strict(BaseModel):
@@ -110,15 +107,64 @@ class Members(_Strict):
     subjects: tuple[str, ...] = ()  # individual users or service accounts
 
 
+class Range(_Strict):
+    min: float
+    max: float
+
+
+class Caps(_Strict):
+    """Limits on request parameters for a role. With several granting roles, the most permissive
+    value of each applies. A request beyond a cap is refused (403); an unset max_tokens becomes
+    the cap."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | None = None  # OpenAI max_tokens, Ollama num_predict
+    num_ctx: Annotated[int, Field(ge=16)] | None = None
+    temperature: Range | None = None
+
+
 class Role(_Strict):
     description: str = ""
     members: Members = Members()
+    caps: Caps = Caps()
+
+
+Action = Literal["chat", "complete", "embed", "models:list", "policy:read", "policy:write",
+                 "audit:read", "keys:admin"]
+MODEL_ACTIONS: frozenset[str] = frozenset({"chat", "complete", "embed"})
+
+
+class Rule(_Strict):
+    """Allow or deny actions to roles, on models matching glob patterns. Denies win; anything no
+    rule allows is denied."""
+
+    description: str = ""
+    roles: tuple[str, ...] = Field(min_length=1)
+    allow: tuple[Action, ...] = ()
+    deny: tuple[Action, ...] = ()
+    models: tuple[str, ...] | None = None  # globs; model actions only; absent means every model
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> Rule:
+        if bool(self.allow) == bool(self.deny):
+            raise ValueError("a rule needs exactly one of allow or deny")
+        if self.models is not None and not MODEL_ACTIONS.intersection(self.allow + self.deny):
+            raise ValueError("models only apply to the actions chat, complete and embed")
+        return self
+
+    @property
+    def effect(self) -> Literal["allow", "deny"]:
+        return "allow" if self.allow else "deny"
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return self.allow or self.deny
 
 
 class Policy(_Strict):
     version: Literal[1]
     identity: Identity = Identity()
     roles: dict[str, Role] = {}
+    rules: tuple[Rule, ...] = ()
 
     def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
                  api_key_role: str | None) -> frozenset[str]:
@@ -133,18 +179,17 @@ class Policy(_Strict):
                 held.add(name)
         return frozenset(held)
 
-
-def load_policy(path: Path) -> Policy:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors())
-        raise PolicyError(f"{path}: {problems}") from None
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-reference errors, each with the path of the offending value."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for index, rule in enumerate(self.rules):
+            for position, role_name in enumerate(rule.roles):
+                if role_name not in self.roles:
+                    found.append((("rules", index, "roles", position),
+                                  f"role '{role_name}' in rule {index + 1} is not defined"))
+        for name, role in self.roles.items():
+            caps = role.caps
+            if caps.temperature is not None and caps.temperature.min > caps.temperature.max:
+                found.append((("roles", name, "caps", "temperature"),
+                              f"role '{name}': temperature min is above max"))
+        return found

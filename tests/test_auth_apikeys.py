@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from gateway.auth.apikeys import APIKeyAuthenticator, create_key, digest
-from gateway.auth.keystore import KeyExists, KeyStore, open_key_store
+from gateway.auth.keystore import KeyExists, KeyStore
+from gateway.store import open_database
 from tests.conftest import Server, run_vagt
 from tests.servers.postgres import Postgres
 
@@ -43,11 +44,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def in_store(url: str, work: Callable[[KeyStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = await open_key_store(url)
+        db = await open_database(url)
         try:
-            return await work(store)
+            return await work(await KeyStore.open(db))
         finally:
-            await store.close()
+            await db.close()
     return asyncio.run(run())
 
 

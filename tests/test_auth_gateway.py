@@ -42,6 +42,11 @@ def policy_document(idp: IdentityProvider, directory: Directory) -> dict[str, An
             "user": {"members": {"api_key_roles": ["user"], "idp_roles": ["vagt-user"],
                                  "groups": [group_dn("STAFF").upper()], "subjects": ["carol"]}},
         },
+        "rules": [
+            {"roles": ["admin"], "allow": ["chat", "complete", "embed", "models:list",
+                                           "policy:read", "policy:write"]},
+            {"roles": ["user"], "allow": ["chat", "complete", "embed", "models:list"]},
+        ],
     }
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.wire import Handler, guarded, parse, typed
+from gateway.api.wire import Handler, caller_of, guarded, parse, typed
 from gateway.durations import parse_duration
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import collect
@@ -210,14 +210,14 @@ class OllamaAPI:
         wire = await parse(request, _Chat, self._limit)
         keep_alive = parse_keep_alive(wire.keep_alive)
         if not wire.messages:
-            return await self._load_or_unload(wire.model, keep_alive, {
+            return await self._load_or_unload(request, wire.model, keep_alive, {
                 "message": {"role": "assistant", "content": ""}})
         call = typed(lambda: ChatRequest(
             model=wire.model, messages=tuple(Message(role=m.role, content=m.content)
                                              for m in wire.messages),
             sampling=wire.options.sampling(), format=wire.json_format(), keep_alive=keep_alive,
         ))
-        events = await self.context.pipeline.generate(call)
+        events = await self.context.pipeline.generate(caller_of(request), "chat", call)
 
         def frame(text: str) -> dict[str, Any]:
             return {"message": {"role": "assistant", "content": text}}
@@ -227,7 +227,7 @@ class OllamaAPI:
         wire = await parse(request, _Generate, self._limit)
         keep_alive = parse_keep_alive(wire.keep_alive)
         if not wire.prompt:
-            return await self._load_or_unload(wire.model, keep_alive, {"response": ""})
+            return await self._load_or_unload(request, wire.model, keep_alive, {"response": ""})
         call: ChatRequest | CompletionRequest
         if wire.raw:
             call = typed(lambda: CompletionRequest(
@@ -241,19 +241,19 @@ class OllamaAPI:
                 messages=(*system, Message(role="user", content=wire.prompt)),
                 sampling=wire.options.sampling(), format=wire.json_format(),
                 keep_alive=keep_alive))
-        events = await self.context.pipeline.generate(call)
+        events = await self.context.pipeline.generate(caller_of(request), "complete", call)
         return await self._respond(wire.model, wire.stream, events, lambda text: {"response": text})
 
     async def _load_or_unload(
-        self, model: str, keep_alive: float | None, empty: dict[str, Any],
+        self, request: Request, model: str, keep_alive: float | None, empty: dict[str, Any],
     ) -> Response:
         """Ollama's idiom: a request with nothing to generate loads the model, or with
         ``keep_alive: 0`` unloads it."""
         if keep_alive == 0:
-            await self.context.pipeline.unload(model)
+            await self.context.pipeline.unload(caller_of(request), model)
             reason = "unload"
         else:
-            await self.context.pipeline.load(model, keep_alive)
+            await self.context.pipeline.load(caller_of(request), model, keep_alive)
             reason = "load"
         return JSONResponse({"model": model, "created_at": _now(), **empty, "done": True,
                              "done_reason": reason})
@@ -291,7 +291,7 @@ class OllamaAPI:
         call = typed(lambda: EmbedRequest(model=wire.model, inputs=inputs,
                                             truncate=wire.truncate,
                                             keep_alive=parse_keep_alive(wire.keep_alive)))
-        result = await self.context.pipeline.embed(call)
+        result = await self.context.pipeline.embed(caller_of(request), call)
         return JSONResponse({
             "model": wire.model, "embeddings": result.vectors,
             "total_duration": result.timings.total_ns, "load_duration": result.timings.load_ns,
@@ -301,11 +301,11 @@ class OllamaAPI:
     async def embeddings(self, request: Request) -> Response:
         wire = await parse(request, _Embeddings, self._limit)
         if not wire.prompt:
-            self.context.pipeline.resolve(wire.model)
+            caller_of(request).authorize("embed", self.context.pipeline.resolve(wire.model))
             return JSONResponse({"embedding": []})
         call = typed(lambda: EmbedRequest(model=wire.model, inputs=(wire.prompt,),
                                             keep_alive=parse_keep_alive(wire.keep_alive)))
-        result = await self.context.pipeline.embed(call)
+        result = await self.context.pipeline.embed(caller_of(request), call)
         return JSONResponse({"embedding": result.vectors[0]})
 
     # --- models --------------------------------------------------------------------------------
@@ -322,11 +322,16 @@ class OllamaAPI:
         }
 
     async def tags(self, request: Request) -> Response:
-        return JSONResponse({"models": [self._entry(s) for s in self.context.catalogue.models]})
+        visible = self.context.pipeline.visible_models(caller_of(request))
+        return JSONResponse({"models": [self._entry(spec) for spec in visible]})
 
     async def ps(self, request: Request) -> Response:
+        caller = caller_of(request)
+        caller.authorize("models:list")
         models = []
         for pool, expires in self.context.pipeline.models.resident():
+            if not caller.may_use(pool.spec):
+                continue
             entry = self._entry(pool.spec)
             del entry["modified_at"]
             entry["expires_at"] = _FOREVER if expires is None else _rfc3339(expires)
@@ -341,6 +346,7 @@ class OllamaAPI:
         if not name:
             raise BadRequest("model: field required", param="model")
         spec = self.context.pipeline.resolve(name)
+        caller_of(request).require_use(spec)
         entry = self._entry(spec)
         parameters = "\n".join(
             f"{key:<15} {json.dumps(v) if isinstance(v, str) else v}"

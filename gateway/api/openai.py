@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.wire import Handler, guarded, parse, typed
+from gateway.api.wire import Handler, caller_of, guarded, parse, typed
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import collect
 from inference.types import (
@@ -193,7 +193,7 @@ class OpenAIAPI:
     async def chat(self, request: Request) -> Response:
         wire = await parse(request, _ChatCompletion, self.context.settings.max_body_bytes)
         call = typed(wire.typed)
-        events = await self.context.pipeline.generate(call)
+        events = await self.context.pipeline.generate(caller_of(request), "chat", call)
         reply = _Reply("chatcmpl", "chat.completion", wire.model)
         if wire.stream:
             usage = wire.stream_options is not None and wire.stream_options.include_usage
@@ -207,7 +207,7 @@ class OpenAIAPI:
     async def completions(self, request: Request) -> Response:
         wire = await parse(request, _Completion, self.context.settings.max_body_bytes)
         call = typed(wire.typed)
-        events = await self.context.pipeline.generate(call)
+        events = await self.context.pipeline.generate(caller_of(request), "complete", call)
         reply = _Reply("cmpl", "text_completion", wire.model)
         if wire.stream:
             usage = wire.stream_options is not None and wire.stream_options.include_usage
@@ -219,7 +219,7 @@ class OpenAIAPI:
 
     async def embeddings(self, request: Request) -> Response:
         wire = await parse(request, _Embedding, self.context.settings.max_body_bytes)
-        result = await self.context.pipeline.embed(typed(wire.typed))
+        result = await self.context.pipeline.embed(caller_of(request), typed(wire.typed))
         encode: Callable[[list[float]], Any] = (
             _base64 if wire.encoding_format == "base64" else (lambda v: v))
         return JSONResponse({
@@ -232,11 +232,13 @@ class OpenAIAPI:
         })
 
     async def models(self, request: Request) -> Response:
+        visible = self.context.pipeline.visible_models(caller_of(request))
         return JSONResponse({"object": "list", "data": [
-            self._model_card(spec.name) for spec in self.context.catalogue.models]})
+            self._model_card(spec.name) for spec in visible]})
 
     async def model(self, request: Request) -> Response:
         spec = self.context.pipeline.resolve(request.path_params["model"])
+        caller_of(request).require_use(spec)
         return JSONResponse(self._model_card(spec.name))
 
     def _model_card(self, name: str) -> dict[str, Any]:

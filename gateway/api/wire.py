@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Caller, Pipeline
 
 Wire = TypeVar("Wire", bound=BaseModel)
 T = TypeVar("T")
@@ -64,17 +64,31 @@ def typed(build: Callable[[], T]) -> T:
         raise invalid(exc) from None
 
 
+POLICY_VERSION_HEADER = "x-vagt-policy-version"
+
+
 def guarded(handler: Handler, render: Callable[[GatewayError], Response],
             pipeline: Pipeline) -> Handler:
-    """``handler`` for authenticated callers only (the Principal is in ``request.state``), with
-    every GatewayError rendered by ``render``."""
+    """``handler`` for authenticated callers only (the Caller is ``request.state.caller``), with
+    every GatewayError rendered by ``render``. Responses name the policy version that decided
+    them."""
 
     async def endpoint(request: Request) -> Response:
+        version = pipeline.policies.current.version
         try:
-            request.state.principal = await pipeline.authenticate(
-                request.headers, secure=request.url.scheme == "https")
-            return await handler(request)
+            caller = await pipeline.authenticate(request.headers,
+                                                 secure=request.url.scheme == "https")
+            request.state.caller = caller
+            version = caller.snapshot.version
+            response = await handler(request)
         except GatewayError as error:
-            return render(error)
+            response = render(error)
+        response.headers[POLICY_VERSION_HEADER] = version
+        return response
 
     return endpoint
+
+
+def caller_of(request: Request) -> Caller:
+    caller: Caller = request.state.caller
+    return caller

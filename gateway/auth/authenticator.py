@@ -13,12 +13,15 @@ import binascii
 import logging
 from collections.abc import Mapping
 
+import httpx
+
 from gateway.auth.apikeys import APIKeyAuthenticator, looks_like_key
+from gateway.auth.keystore import KeyStore
 from gateway.auth.ldap import DirectoryUnavailable, LDAPAuthenticator, LoginFailed
 from gateway.auth.oidc import InvalidToken, OIDCVerifier
 from gateway.auth.principal import Identity, Principal
 from gateway.errors import Unauthorized, Unavailable
-from gateway.policy import Policy
+from gateway.policy import LDAPDirectory, OIDCIssuer, Policy
 
 log = logging.getLogger("vagt.auth")
 
@@ -100,8 +103,39 @@ class Authenticator:
             raise Unavailable("the identity directory is unavailable; retry shortly",
                               retry_after=5) from None
 
+
+
+class AuthenticatorFactory:
+    """Builds the Authenticator for each policy version, reusing the OIDC and LDAP components
+    (with their key caches, login caches and connection pools) while their configuration is
+    unchanged."""
+
+    def __init__(self, keys: KeyStore, http: httpx.AsyncClient) -> None:
+        self._keys = keys
+        self._http = http
+        self._api_keys: dict[float, APIKeyAuthenticator] = {}
+        self._oidc: dict[tuple[OIDCIssuer, ...], OIDCVerifier] = {}
+        self._ldap: dict[LDAPDirectory, LDAPAuthenticator] = {}
+
+    def __call__(self, policy: Policy) -> Authenticator:
+        identity = policy.identity
+        keys = None
+        if identity.api_keys.enabled:
+            ttl = identity.api_keys.cache_ttl
+            keys = self._api_keys.get(ttl) or self._api_keys.setdefault(
+                ttl, APIKeyAuthenticator(self._keys, ttl))
+        oidc = None
+        if identity.oidc:
+            oidc = self._oidc.get(identity.oidc) or self._oidc.setdefault(
+                identity.oidc, OIDCVerifier(identity.oidc, self._http))
+        ldap = None
+        if identity.ldap is not None:
+            ldap = self._ldap.get(identity.ldap) or self._ldap.setdefault(
+                identity.ldap, LDAPAuthenticator(identity.ldap))
+        return Authenticator(policy, keys, oidc, ldap)
+
     async def close(self) -> None:
-        if self.keys is not None:
-            await self.keys.close()
-        if self.ldap is not None:
-            self.ldap.close()
+        for keys in self._api_keys.values():
+            await keys.close()
+        for ldap in self._ldap.values():
+            ldap.close()

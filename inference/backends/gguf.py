@@ -41,6 +41,7 @@ class _MeteredLlama(Llama):  # type: ignore[misc]
     prompt_tokens = 0
     completion_tokens = 0
     first_token_ns = 0
+    window = 0  # this request's context window (≤ n_ctx), set before each generation
 
     def _align_cache(self, tokens: Sequence[int]) -> None:
         common = 0
@@ -53,6 +54,10 @@ class _MeteredLlama(Llama):  # type: ignore[misc]
         self.n_tokens = (common // self.n_batch) * self.n_batch
 
     def generate(self, tokens: Sequence[int], **kwargs: Any) -> Iterator[int]:
+        window = self.window or self.n_ctx()
+        if len(tokens) >= window:
+            raise ValueError(f"the prompt ({len(tokens)} tokens) does not fit the context "
+                             f"window of {window} tokens")
         self._align_cache(tokens)
         self.prompt_tokens = len(tokens)
         self.completion_tokens = 0
@@ -64,6 +69,8 @@ class _MeteredLlama(Llama):  # type: ignore[misc]
             if not llama_cpp.llama_vocab_is_eog(vocab, token):
                 self.completion_tokens += 1
             yield token
+            if self.prompt_tokens + self.completion_tokens >= window:
+                return  # the window is full: the completion ends with finish_reason "length"
 
 
 class GGUFBackend:
@@ -131,6 +138,7 @@ class GGUFBackend:
             raise ValueError(
                 f"options.num_ctx {s.num_ctx} exceeds this model's context window of {self.num_ctx}"
             )
+        self.llm.window = s.num_ctx or self.num_ctx
         arguments: dict[str, Any] = {
             "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
             "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,

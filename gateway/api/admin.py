@@ -1,0 +1,96 @@
+"""The admin API: read, replace and explain the policy; list its versions."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.context import Context
+from gateway.api.openai import error_response
+from gateway.api.wire import Handler, caller_of, guarded, parse, read_body
+from gateway.errors import BadRequest
+from gateway.policy import Action
+from gateway.policy_source import PolicyError
+from gateway.rbac import explain
+
+
+class _Explain(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1)
+    groups: list[str] = []
+    idp_roles: list[str] = []
+    api_key_role: str | None = None
+    action: Action
+    model: str | None = None
+
+
+class AdminAPI:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    @property
+    def routes(self) -> list[Route]:
+        def e(handler: Handler) -> Handler:
+            return guarded(handler, error_response, self.context.pipeline)
+
+        return [
+            Route("/admin/policy", e(self.policy), methods=["GET"]),
+            Route("/admin/policy", e(self.replace), methods=["PUT"]),
+            Route("/admin/policy/versions", e(self.versions), methods=["GET"]),
+            Route("/admin/policy/explain", e(self.explain), methods=["POST"]),
+        ]
+
+    async def policy(self, request: Request) -> Response:
+        caller = caller_of(request)
+        caller.authorize("policy:read")
+        source = caller.snapshot.source
+        return JSONResponse({"version": source.version, "origin": source.origin,
+                             "text": source.text})
+
+    async def replace(self, request: Request) -> Response:
+        """PUT a new policy (YAML). It is validated completely before it replaces the current
+        one, atomically; the file on disk is rewritten to match."""
+        caller = caller_of(request)
+        caller.authorize("policy:write")
+        body = await read_body(request, self.context.settings.max_body_bytes)
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise BadRequest("the policy must be UTF-8 text") from None
+        store = self.context.pipeline.policies
+        try:
+            snapshot = await store.apply(text, author=caller.principal.subject, write_file=True)
+        except PolicyError as exc:
+            return JSONResponse({"error": {
+                "message": f"the policy is invalid ({len(exc.problems)} problem(s)); the "
+                           "current policy stays in force",
+                "type": "invalid_request_error", "param": None, "code": "invalid_policy",
+                "problems": [{"line": p.line, "column": p.column, "message": p.message}
+                             for p in exc.problems]}}, status_code=422)
+        return JSONResponse({"version": snapshot.version,
+                             "previous": caller.snapshot.version})
+
+    async def versions(self, request: Request) -> Response:
+        caller = caller_of(request)
+        caller.authorize("policy:read")
+        store = self.context.pipeline.policies
+        changes = await store.history.changes()
+        return JSONResponse({"current": store.current.version, "versions": [
+            {"version": c.version, "author": c.author, "origin": c.origin,
+             "changed_at": c.changed_at} for c in changes]})
+
+    async def explain(self, request: Request) -> Response:
+        caller = caller_of(request)
+        caller.authorize("policy:read")
+        wire = await parse(request, _Explain, self.context.settings.max_body_bytes)
+        names: tuple[str, ...] = ()
+        if wire.model is not None:
+            spec = self.context.catalogue.find(wire.model)
+            names = spec.names if spec is not None else (wire.model,)
+        return JSONResponse(explain(
+            caller.snapshot.authorizer, subject=wire.subject, groups=frozenset(wire.groups),
+            idp_roles=frozenset(wire.idp_roles), api_key_role=wire.api_key_role,
+            action=wire.action, model_names=names))

@@ -1,0 +1,16 @@
+"""The `vagt` command: serve, and manage models, API keys and the policy."""
+
+from __future__ import annotations
+
+from gateway.cli.common import main
+from gateway.cli.keys import keys
+from gateway.cli.models import models
+from gateway.cli.policy import policy
+from gateway.cli.serve import serve
+
+main.add_command(serve)
+main.add_command(models)
+main.add_command(keys)
+main.add_command(policy)
+
+__all__ = ["main"]

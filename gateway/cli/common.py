@@ -1,0 +1,34 @@
+"""What every command shares: the group, settings from flags, failing with a clear message."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from gateway.settings import Settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path),
+                               help="The data directory (catalogue, models, vagt.db).")
+database_url_option = click.option(
+    "--database-url", help="sqlite:///PATH or postgresql://… (default: DATA_DIR/vagt.db).")
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def fail(message: str) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="vagt")
+def main() -> None:
+    """Vagt: a security gateway that serves local language models."""

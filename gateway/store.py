@@ -1,0 +1,87 @@
+"""The database under everything with state: SQLite by default, PostgreSQL when configured.
+
+One small async interface, written once: SQL uses PostgreSQL's numbered ``$1`` parameters, which
+SQLite also understands once spelled ``?1``. SQLite runs on a worker thread behind a lock, in WAL
+mode so the CLI can write while the gateway reads; PostgreSQL goes through an asyncpg pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+
+Row = tuple[Any, ...]
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+class UniqueViolation(Exception):
+    """An insert collided with an existing unique value."""
+
+
+class Database(Protocol):
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def close(self) -> None: ...
+
+
+class SQLiteDatabase:
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._lock = asyncio.Lock()
+
+    def _run(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
+        try:
+            return self._db.execute(_PARAMETER.sub(r"?\1", sql), args).fetchall()
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.fetch(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._lock:
+            return await asyncio.to_thread(self._run, sql, args)
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class PostgresDatabase:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> PostgresDatabase:
+        return cls(await asyncpg.create_pool(url, min_size=1, max_size=4))
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.fetch(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return [tuple(record) for record in await self._pool.fetch(sql, *args)]
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from None
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def open_database(url: str) -> Database:
+    """``sqlite:///path/to/file.db`` (``sqlite:///:memory:``) or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        return SQLiteDatabase(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return await PostgresDatabase.connect(url)
+    raise ValueError("the database URL must start with sqlite:/// or postgresql://")
