@@ -42,10 +42,14 @@ tests/servers/node_modules/.installed: tests/servers/package.json tests/servers/
 	npm ci --prefix tests/servers --no-audit --no-fund --silent
 	touch $@
 
-bench: $(STAMP)
+# Benchmarks (not tests): each against a named peer, results in bench/results/ and
+# docs/benchmarks.md. Run them on a quiet machine.
+bench: $(STAMP) test-servers
 	$(BIN)/pip install --quiet 'llama-cpp-python[server]==0.3.36'
 	$(BIN)/vagt models pull $(DEFAULT_MODEL) --data-dir $(TEST_DATA)
 	$(BIN)/python bench/streaming.py --data-dir $(TEST_DATA)
+	PYTHONPATH=. $(BIN)/python bench/auth.py
+	PYTHONPATH=. $(BIN)/python bench/authz.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,8 +1,9 @@
 """Cost of authentication per request, on this machine.
 
-- OIDC: `Authenticator.authenticate` for a real access token from a real oidc-provider (RS256 and
-  ES256), JWKS cache warm; beside it, joserfc's bare `jwt.decode` with the right key (the floor:
-  the signature check alone) so the overhead of our checks is visible.
+- OIDC: a real access token from a real oidc-provider (RS256 and ES256), JWKS cache warm:
+  verifying a token not seen before (signature, algorithm and claims checks), the whole
+  `Authenticator.authenticate` for a token seen before (the verified-token cache), and
+  joserfc's bare `jwt.decode` with the public key (the floor: the signature check alone).
 - LDAP: a cached login (a real slapd answers the first one).
 - API keys: a key within its cache TTL (SQLite behind it).
 
@@ -14,10 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
-import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import httpx
 from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+from micro import report, summary
 
 from gateway.auth.apikeys import APIKeyAuthenticator, create_key
 from gateway.auth.authenticator import Authenticator
@@ -36,8 +36,6 @@ from gateway.store import open_database
 from tests.servers.idp import IdentityProvider
 from tests.servers.ldap import SERVICE_DN, SERVICE_PW, SUFFIX, USERS, Directory
 
-RESULTS = Path(__file__).parent / "results" / "auth.json"
-
 
 async def timed(call: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
     for _ in range(200):  # warm up
@@ -48,12 +46,6 @@ async def timed(call: Callable[[], Awaitable[object]], rounds: int) -> list[floa
         await call()
         samples.append((time.perf_counter_ns() - started) / 1000)
     return samples
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median_us": statistics.median(ordered),
-            "p90_us": ordered[int(len(ordered) * 0.9)], "n": len(ordered)}
 
 
 def policy(idp: IdentityProvider, directory: Directory) -> Policy:
@@ -82,15 +74,24 @@ async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
     assert config.identity.ldap is not None
     results: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient() as http:
+        ldap = LDAPAuthenticator(config.identity.ldap)
         authenticator = Authenticator(
             config, APIKeyAuthenticator(store, 3600), OIDCVerifier(config.identity.oidc, http),
-            LDAPAuthenticator(config.identity.ldap))
+            ldap)
         for client, alg in (("reporting", "RS256"), ("signed-es", "ES256")):
             token = idp.token(client)
             headers = {"authorization": f"Bearer {token}"}
-            results[f"oidc {alg}: authenticate"] = summary(await timed(
+            results[f"oidc {alg}: authenticate, token seen before (cache)"] = summary(await timed(
                 lambda h=headers: authenticator.authenticate(h, secure=True), rounds))
-            key_for = idp.rsa if alg == "RS256" else idp.ec
+            cold = OIDCVerifier(config.identity.oidc, http)
+            await cold.identify(token)  # warm the JWKS
+
+            async def verify(t: str = token, v: OIDCVerifier = cold) -> object:
+                v._verified.clear()  # every call checks the signature and the claims
+                return await v.identify(t)
+            results[f"oidc {alg}: verify a new token"] = summary(await timed(verify, rounds))
+            key_for = (RSAKey.import_key(idp.rsa.as_dict(private=False)) if alg == "RS256"
+                       else ECKey.import_key(idp.ec.as_dict(private=False)))
 
             async def bare(t: str = token, k: object = key_for, a: str = alg) -> object:
                 return jwt.decode(t, k, algorithms=[a])  # type: ignore[arg-type]
@@ -102,7 +103,7 @@ async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
             lambda: authenticator.authenticate(ldap_headers, secure=True), rounds))
         results["api key: cached"] = summary(await timed(
             lambda: authenticator.authenticate({"x-api-key": key}, secure=True), rounds))
-        await authenticator.close()
+        ldap.close()
     await db.close()
     return results
 
@@ -122,12 +123,7 @@ def main() -> None:
         finally:
             idp.stop()
             directory.stop()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    print(f"| case ({machine}) | median µs | p90 µs |\n|---|---:|---:|")
-    for case, r in results.items():
-        print(f"| {case} | {r['median_us']:.1f} | {r['p90_us']:.1f} |")
+    report("auth", "case", results)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class OIDCIssuer(_Strict):
     required_claims: tuple[str, ...] = ("sub", "exp", "iat")
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
     jwks_cooldown: Seconds = 30.0  # at most one JWKS refresh per issuer per cool-down
+    token_cache_ttl: Seconds = 60.0  # a verified token is remembered this long (or to its exp)
 
     @field_validator("issuer")
     @classmethod
@@ -168,16 +169,10 @@ class Policy(_Strict):
 
     def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
                  api_key_role: str | None) -> frozenset[str]:
-        """The Vagt roles an identity holds."""
-        folded = {g.casefold() for g in groups}
-        held = set()
-        for name, role in self.roles.items():
-            m = role.members
-            if (subject in m.subjects or not idp_roles.isdisjoint(m.idp_roles)
-                    or any(g.casefold() in folded for g in m.groups)
-                    or (api_key_role is not None and api_key_role in m.api_key_roles)):
-                held.add(name)
-        return frozenset(held)
+        """The Vagt roles an identity holds (for one-off questions; the gateway keeps a
+        RoleMapping per policy version)."""
+        return RoleMapping(self).roles_of(subject=subject, groups=groups, idp_roles=idp_roles,
+                                          api_key_role=api_key_role)
 
     def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-reference errors, each with the path of the offending value."""
@@ -193,3 +188,32 @@ class Policy(_Strict):
                 found.append((("roles", name, "caps", "temperature"),
                               f"role '{name}': temperature min is above max"))
         return found
+
+
+class RoleMapping:
+    """Identity → Vagt roles, indexed by member so a lookup costs what the identity carries, not
+    the number of roles."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._subjects: dict[str, set[str]] = {}
+        self._groups: dict[str, set[str]] = {}
+        self._idp_roles: dict[str, set[str]] = {}
+        self._key_roles: dict[str, set[str]] = {}
+        for name, role in policy.roles.items():
+            m = role.members
+            for index, values in ((self._subjects, m.subjects), (self._idp_roles, m.idp_roles),
+                                  (self._key_roles, m.api_key_roles),
+                                  (self._groups, tuple(g.casefold() for g in m.groups))):
+                for value in values:
+                    index.setdefault(value, set()).add(name)
+
+    def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
+                 api_key_role: str | None) -> frozenset[str]:
+        held: set[str] = set(self._subjects.get(subject, ()))
+        for group in groups:
+            held.update(self._groups.get(group.casefold(), ()))
+        for role in idp_roles:
+            held.update(self._idp_roles.get(role, ()))
+        if api_key_role is not None:
+            held.update(self._key_roles.get(api_key_role, ()))
+        return frozenset(held)

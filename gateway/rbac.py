@@ -37,6 +37,15 @@ class _Compiled:
     index: int
     deny: bool
     matches: Matcher | None  # None: every model (or a non-model action)
+    roles: frozenset[str]  # the rule's roles
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The rules that can decide one action for one set of roles, each once, in policy order."""
+
+    denies: tuple[_Compiled, ...]
+    allows: tuple[_Compiled, ...]
 
 
 def _matcher(patterns: tuple[str, ...] | None) -> Matcher | None:
@@ -69,13 +78,17 @@ class Authorizer:
         self._table: dict[tuple[str, str], list[_Compiled]] = {}
         for index, rule in enumerate(policy.rules):
             matches = _matcher(rule.models)
-            for role in rule.roles:
-                for action in rule.actions:
-                    # a rule's models narrow its model actions only (not models:list, say)
-                    narrowed = matches if action in MODEL_ACTIONS else None
-                    self._table.setdefault((role, action), []).append(
-                        _Compiled(index, rule.effect == "deny", narrowed))
+            for action in rule.actions:
+                # a rule's models narrow its model actions only (not models:list, say)
+                compiled = _Compiled(index, rule.effect == "deny",
+                                     matches if action in MODEL_ACTIONS else None,
+                                     frozenset(rule.roles))
+                for role in rule.roles:
+                    self._table.setdefault((role, action), []).append(compiled)
         self._caps = {name: role.caps for name, role in policy.roles.items()}
+        self._locations = tuple(source.rule_location(i) for i in range(len(policy.rules)))
+        self._plans: dict[tuple[frozenset[str], str], _Plan] = {}
+        self._merged: dict[frozenset[str], Caps] = {}
         self._memo: dict[tuple[frozenset[str], str, tuple[str, ...]], Decision] = {}
 
     def decide(self, roles: frozenset[str], action: Action,
@@ -88,32 +101,44 @@ class Authorizer:
             decision = self._memo[key] = self._decide(roles, action, model_names)
         return decision
 
+    def _plan(self, roles: frozenset[str], action: str) -> _Plan:
+        plan = self._plans.get((roles, action))
+        if plan is None:
+            rules = sorted({c.index: c for role in roles
+                            for c in self._table.get((role, action), ())}.values(),
+                           key=lambda c: c.index)
+            plan = self._plans[(roles, action)] = _Plan(
+                tuple(c for c in rules if c.deny), tuple(c for c in rules if not c.deny))
+        return plan
+
+    def _caps_of(self, granting: frozenset[str]) -> Caps:
+        caps = self._merged.get(granting)
+        if caps is None:
+            caps = self._merged[granting] = merge_caps(self._caps[r] for r in sorted(granting))
+        return caps
+
     def _decide(self, roles: frozenset[str], action: Action,
                 names: tuple[str, ...]) -> Decision:
         model = names[0] if names else None
-        deny: int | None = None
-        allow: int | None = None
-        granting: list[str] = []
-        for role in roles:
-            for compiled in self._table.get((role, action), ()):
-                if compiled.matches is not None and not any(map(compiled.matches, names)):
-                    continue
-                if compiled.deny:
-                    deny = compiled.index if deny is None else min(deny, compiled.index)
-                else:
-                    allow = compiled.index if allow is None else min(allow, compiled.index)
-                    granting.append(role)
         on = f" on model '{model}'" if model else ""
-        if deny is not None:
-            return Decision(False, action, model, deny, self.source.rule_location(deny),
-                            f"{action}{on} is denied by rule {deny + 1}", Caps())
-        if allow is None:
+        plan = self._plan(roles, action)
+        for rule in plan.denies:
+            if rule.matches is None or any(map(rule.matches, names)):
+                return Decision(False, action, model, rule.index, self._locations[rule.index],
+                                f"{action}{on} is denied by rule {rule.index + 1}", Caps())
+        first: int | None = None
+        granting: set[str] = set()
+        for rule in plan.allows:
+            if rule.matches is None or any(map(rule.matches, names)):
+                first = rule.index if first is None else first
+                granting |= rule.roles
+        if first is None:
             held = ", ".join(sorted(roles)) or "none"
             return Decision(False, action, model, None, None,
                             f"no rule allows {action}{on} for the roles held ({held})", Caps())
-        return Decision(True, action, model, allow, self.source.rule_location(allow),
-                        f"{action}{on} is allowed by rule {allow + 1}",
-                        merge_caps(self._caps[r] for r in granting))
+        return Decision(True, action, model, first, self._locations[first],
+                        f"{action}{on} is allowed by rule {first + 1}",
+                        self._caps_of(frozenset(granting & roles)))
 
     def authorize(self, roles: frozenset[str], action: Action,
                   model_names: tuple[str, ...] = ()) -> Decision:

@@ -90,7 +90,7 @@ def test_an_algorithm_off_the_allow_list_is_refused(idp: IdentityProvider) -> No
 def test_key_rotation_without_restart(idp: IdentityProvider) -> None:
     async def run() -> None:
         async with httpx.AsyncClient() as http:
-            verifier = OIDCVerifier((config(idp),), http)
+            verifier = OIDCVerifier((config(idp, token_cache_ttl=0),), http)
             before = idp.token("reporting")
             assert (await verifier.identify(before)).subject == "reporting"
             idp.rotate()
@@ -114,6 +114,21 @@ def test_unknown_kids_refresh_the_jwks_at_most_once_per_cooldown(idp: IdentityPr
                 with pytest.raises(InvalidToken, match="unknown signing key"):
                     await verifier.identify(forged)
             assert idp.counts().get("/jwks", 0) == fetched
+    asyncio.run(run())
+
+
+def test_verified_tokens_are_cached_until_they_expire(idp: IdentityProvider) -> None:
+    async def run() -> None:
+        async with httpx.AsyncClient() as http:
+            verifier = OIDCVerifier((config(idp, leeway=0, token_cache_ttl=60),), http)
+            token = idp.sign(idp.claims(exp=int(time.time()) + 1))
+            first = await verifier.identify(token)
+            started = time.perf_counter()
+            assert await verifier.identify(token) is first  # from the cache
+            assert time.perf_counter() - started < 0.001
+            await asyncio.sleep(1.2)
+            with pytest.raises(InvalidToken):  # expired: the cache does not outlive exp
+                await verifier.identify(token)
     asyncio.run(run())
 
 

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from gateway.api.context import Context
 from gateway.api.openai import error_response
-from gateway.api.wire import Handler, caller_of, guarded, parse, read_body
+from gateway.api.wire import caller_of, guarded_routes, parse, read_body
 from gateway.errors import BadRequest
 from gateway.policy import Action
 from gateway.policy_source import PolicyError
@@ -33,15 +33,12 @@ class AdminAPI:
 
     @property
     def routes(self) -> list[Route]:
-        def e(handler: Handler) -> Handler:
-            return guarded(handler, error_response, self.context.pipeline)
-
-        return [
-            Route("/admin/policy", e(self.policy), methods=["GET"]),
-            Route("/admin/policy", e(self.replace), methods=["PUT"]),
-            Route("/admin/policy/versions", e(self.versions), methods=["GET"]),
-            Route("/admin/policy/explain", e(self.explain), methods=["POST"]),
-        ]
+        return guarded_routes(self.context.pipeline, error_response, [
+            ("GET", "/admin/policy", self.policy),
+            ("PUT", "/admin/policy", self.replace),
+            ("GET", "/admin/policy/versions", self.versions),
+            ("POST", "/admin/policy/explain", self.explain),
+        ])
 
     async def policy(self, request: Request) -> Response:
         caller = caller_of(request)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.wire import Handler, caller_of, guarded, parse, typed
+from gateway.api.wire import caller_of, guarded_routes, parse, typed
 from gateway.durations import parse_duration
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import collect
@@ -186,19 +186,16 @@ class OllamaAPI:
 
     @property
     def routes(self) -> list[Route]:
-        def e(handler: Handler) -> Handler:
-            return guarded(handler, error_response, self.context.pipeline)
-
-        return [
-            Route("/api/chat", e(self.chat), methods=["POST"]),
-            Route("/api/generate", e(self.generate), methods=["POST"]),
-            Route("/api/embed", e(self.embed), methods=["POST"]),
-            Route("/api/embeddings", e(self.embeddings), methods=["POST"]),
-            Route("/api/tags", e(self.tags), methods=["GET"]),
-            Route("/api/ps", e(self.ps), methods=["GET"]),
-            Route("/api/show", e(self.show), methods=["POST"]),
-            Route("/api/version", e(self.version), methods=["GET"]),
-        ]
+        return guarded_routes(self.context.pipeline, error_response, [
+            ("POST", "/api/chat", self.chat),
+            ("POST", "/api/generate", self.generate),
+            ("POST", "/api/embed", self.embed),
+            ("POST", "/api/embeddings", self.embeddings),
+            ("GET", "/api/tags", self.tags),
+            ("GET", "/api/ps", self.ps),
+            ("POST", "/api/show", self.show),
+            ("GET", "/api/version", self.version),
+        ])
 
     @property
     def _limit(self) -> int:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.wire import Handler, caller_of, guarded, parse, typed
+from gateway.api.wire import caller_of, guarded_routes, parse, typed
 from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import collect
 from inference.types import (
@@ -179,16 +179,13 @@ class OpenAIAPI:
 
     @property
     def routes(self) -> list[Route]:
-        return [
-            Route("/v1/chat/completions", self._guard(self.chat), methods=["POST"]),
-            Route("/v1/completions", self._guard(self.completions), methods=["POST"]),
-            Route("/v1/embeddings", self._guard(self.embeddings), methods=["POST"]),
-            Route("/v1/models", self._guard(self.models), methods=["GET"]),
-            Route("/v1/models/{model:path}", self._guard(self.model), methods=["GET"]),
-        ]
-
-    def _guard(self, handler: Handler) -> Handler:
-        return guarded(handler, error_response, self.context.pipeline)
+        return guarded_routes(self.context.pipeline, error_response, [
+            ("POST", "/v1/chat/completions", self.chat),
+            ("POST", "/v1/completions", self.completions),
+            ("POST", "/v1/embeddings", self.embeddings),
+            ("GET", "/v1/models", self.models),
+            ("GET", "/v1/models/{model:path}", self.model),
+        ])
 
     async def chat(self, request: Request) -> Response:
         wire = await parse(request, _ChatCompletion, self.context.settings.max_body_bytes)

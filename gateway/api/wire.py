@@ -10,6 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
 from gateway.pipeline import Caller, Pipeline
@@ -87,6 +88,13 @@ def guarded(handler: Handler, render: Callable[[GatewayError], Response],
         return response
 
     return endpoint
+
+
+def guarded_routes(pipeline: Pipeline, render: Callable[[GatewayError], Response],
+                   table: list[tuple[str, str, Handler]]) -> list[Route]:
+    """Routes (method, path, handler) that all need an authenticated caller."""
+    return [Route(path, guarded(handler, render, pipeline), methods=[method])
+            for method, path, handler in table]
 
 
 def caller_of(request: Request) -> Caller:

@@ -21,7 +21,7 @@ from gateway.auth.ldap import DirectoryUnavailable, LDAPAuthenticator, LoginFail
 from gateway.auth.oidc import InvalidToken, OIDCVerifier
 from gateway.auth.principal import Identity, Principal
 from gateway.errors import Unauthorized, Unavailable
-from gateway.policy import LDAPDirectory, OIDCIssuer, Policy
+from gateway.policy import LDAPDirectory, OIDCIssuer, Policy, RoleMapping
 
 log = logging.getLogger("vagt.auth")
 
@@ -29,7 +29,7 @@ log = logging.getLogger("vagt.auth")
 class Authenticator:
     def __init__(self, policy: Policy, keys: APIKeyAuthenticator | None,
                  oidc: OIDCVerifier | None, ldap: LDAPAuthenticator | None) -> None:
-        self.policy = policy
+        self.roles = RoleMapping(policy)
         self.keys = keys
         self.oidc = oidc
         self.ldap = ldap
@@ -43,9 +43,9 @@ class Authenticator:
         return Principal(
             subject=identity.subject, method=identity.method,
             display_name=identity.display_name, groups=identity.groups,
-            roles=self.policy.roles_of(subject=identity.subject, groups=identity.groups,
-                                       idp_roles=identity.idp_roles,
-                                       api_key_role=identity.api_key_role))
+            roles=self.roles.roles_of(subject=identity.subject, groups=identity.groups,
+                                      idp_roles=identity.idp_roles,
+                                      api_key_role=identity.api_key_role))
 
     async def _identify(self, headers: Mapping[str, str], secure: bool) -> Identity | None:
         api_key = headers.get("x-api-key")

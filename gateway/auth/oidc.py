@@ -16,17 +16,17 @@ algorithms are acceptable at all:
 from __future__ import annotations
 
 import asyncio
-import base64
+import hashlib
 import json
 import logging
 import time
 from typing import Any
 
 import httpx
-from joserfc import jwt
+from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from joserfc.jwt import JWTClaimsRegistry
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from gateway.auth.principal import Identity
 from gateway.policy import OIDCIssuer
@@ -37,13 +37,6 @@ log = logging.getLogger("vagt.auth.oidc")
 
 class InvalidToken(Exception):
     """Why a token was refused (for the log only; the client gets one generic message)."""
-
-
-def _segment(part: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise InvalidToken("malformed token") from exc
 
 
 def _claim(claims: dict[str, Any], path: str | None) -> frozenset[str]:
@@ -62,11 +55,18 @@ def _claim(claims: dict[str, Any], path: str | None) -> frozenset[str]:
     return frozenset()
 
 
-class _IssuerKeys:
-    """One issuer's signing keys: discovered, cached, refreshed on an unknown kid."""
+class _Issuer:
+    """One issuer: its checks, and its signing keys — discovered, cached, refreshed on an
+    unknown kid."""
 
     def __init__(self, config: OIDCIssuer, http: httpx.AsyncClient) -> None:
         self.config = config
+        self.signatures = jws.JWSRegistry(algorithms=list(config.algorithms))
+        options: dict[str, ClaimsOption] = {c: {"essential": True} for c in config.required_claims}
+        options["iss"] = {"essential": True, "value": config.issuer}
+        options["aud"] = {"essential": True, "value": config.audience}
+        options["exp"] = {"essential": True}
+        self.claims = JWTClaimsRegistry(None, config.leeway, **options)
         self._http = http
         self._keys: dict[str, Any] = {}
         self._jwks_uri: str | None = None
@@ -110,19 +110,40 @@ class _IssuerKeys:
 
 class OIDCVerifier:
     def __init__(self, issuers: tuple[OIDCIssuer, ...], http: httpx.AsyncClient) -> None:
-        self._issuers = {config.issuer: _IssuerKeys(config, http) for config in issuers}
+        self._issuers = {config.issuer: _Issuer(config, http) for config in issuers}
+        self._verified: dict[bytes, tuple[float, Identity]] = {}
 
     async def identify(self, token: str) -> Identity:
-        """The token's identity; raises InvalidToken when any check fails."""
+        """The token's identity; raises InvalidToken when any check fails.
+
+        A verified token is remembered (by its SHA-256) until it expires or for the issuer's
+        ``token_cache_ttl``, whichever comes first: services reuse one access token for many
+        calls, and a repeat costs a hash instead of a signature check.
+        """
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("token too large")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise InvalidToken("not a signed JWT")
-        header, unverified = _segment(parts[0]), _segment(parts[1])
-        if not isinstance(header, dict) or not isinstance(unverified, dict):
-            raise InvalidToken("malformed token")
-        issuer = self._issuers.get(str(unverified.get("iss", "")).rstrip("/"))
+        fingerprint = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        cached = self._verified.get(fingerprint)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        identity, until = await self._verify(token)
+        if until > now:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[fingerprint] = (until, identity)
+        return identity
+
+    async def _verify(self, token: str) -> tuple[Identity, float]:
+        try:
+            signed = jws.extract_compact(token.encode())
+            header = signed.headers()
+            claims = json.loads(signed.payload or b"")
+        except (JoseError, ValueError, TypeError) as exc:
+            raise InvalidToken(f"malformed token: {type(exc).__name__}") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("malformed token: the payload is not an object")
+        issuer = self._issuers.get(str(claims.get("iss", "")).rstrip("/"))
         if issuer is None:
             raise InvalidToken("unknown issuer")
         config = issuer.config
@@ -133,28 +154,19 @@ class OIDCVerifier:
             raise InvalidToken("no key id")
         key = await issuer.key(kid)
         try:
-            claims = jwt.decode(token, key, algorithms=[algorithm]).claims
-            self._registry(config).validate(claims)
+            if not jws.validate_compact(signed, key, registry=issuer.signatures):
+                raise InvalidToken("bad signature")
+            issuer.claims.validate(claims)
         except JoseError as exc:
             raise InvalidToken(f"{type(exc).__name__}: {exc}") from None
         subject = claims.get(config.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("no subject")
         name = claims.get(config.name_claim)
-        return Identity(
+        identity = Identity(
             subject=subject, method="oidc",
             display_name=name if isinstance(name, str) and name else subject,
             groups=_claim(claims, config.groups_claim),
             idp_roles=_claim(claims, config.roles_claim),
         )
-
-    @staticmethod
-    def _registry(config: OIDCIssuer) -> JWTClaimsRegistry:
-        required: dict[str, Any] = {claim: {"essential": True} for claim in config.required_claims}
-        return JWTClaimsRegistry(
-            leeway=config.leeway, **{
-                **required,
-                "iss": {"essential": True, "value": config.issuer},
-                "aud": {"essential": True, "value": config.audience},
-                "exp": {"essential": True},
-            })
+        return identity, min(float(claims["exp"]), time.time() + config.token_cache_ttl)

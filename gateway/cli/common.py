@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from gateway.settings import Settings
+from gateway.store import Database, open_database
+
+Store = TypeVar("Store")
+T = TypeVar("T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -32,3 +37,13 @@ def fail(message: str) -> NoReturn:
 @click.version_option(package_name="vagt")
 def main() -> None:
     """Vagt: a security gateway that serves local language models."""
+
+
+async def in_database(settings: Settings, store: Callable[[Database], Awaitable[Store]],
+                      work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the gateway's database, open ``store`` on it, do ``work``, close."""
+    db = await open_database(settings.store_url)
+    try:
+        return await work(await store(db))
+    finally:
+        await db.close()

@@ -12,20 +12,22 @@ import click
 
 from gateway.auth.apikeys import create_key
 from gateway.auth.keystore import KeyExists, KeyStore
-from gateway.cli.common import CONTEXT, data_dir_option, database_url_option, fail, settings_from
+from gateway.cli.common import (
+    CONTEXT,
+    data_dir_option,
+    database_url_option,
+    fail,
+    in_database,
+    settings_from,
+)
 from gateway.durations import parse_lifetime
 from gateway.settings import Settings
-from gateway.store import open_database
 
 T = TypeVar("T")
 
 
 async def _in_store(settings: Settings, work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    db = await open_database(settings.store_url)
-    try:
-        return await work(await KeyStore.open(db))
-    finally:
-        await db.close()
+    return await in_database(settings, KeyStore.open, work)
 
 
 @click.group(context_settings=CONTEXT)

@@ -13,13 +13,19 @@ from typing import TypeVar, get_args
 
 import click
 
-from gateway.cli.common import CONTEXT, data_dir_option, database_url_option, fail, settings_from
+from gateway.cli.common import (
+    CONTEXT,
+    data_dir_option,
+    database_url_option,
+    fail,
+    in_database,
+    settings_from,
+)
 from gateway.policy import Action, Policy
 from gateway.policy_source import PolicyError, load_policy, parse_policy
 from gateway.policy_store import PolicyHistory, write_atomically
 from gateway.rbac import Authorizer, explain
 from gateway.settings import Settings
-from gateway.store import open_database
 from inference.registry import Catalogue
 
 T = TypeVar("T")
@@ -36,11 +42,7 @@ def schema_text() -> str:
 
 
 async def _in_history(settings: Settings, work: Callable[[PolicyHistory], Awaitable[T]]) -> T:
-    db = await open_database(settings.store_url)
-    try:
-        return await work(await PolicyHistory.open(db))
-    finally:
-        await db.close()
+    return await in_database(settings, PolicyHistory.open, work)
 
 
 @click.group(context_settings=CONTEXT)

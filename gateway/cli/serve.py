@@ -43,7 +43,11 @@ def serve(host: str | None, port: int | None, policy: Path | None, data_dir: Pat
         _ensure_default_model(settings)
     except InferenceError as exc:
         fail(str(exc))
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on only for sockets that say they are TCP.
+    # Without it, Nagle's algorithm holds the second write of a response until the client's
+    # delayed ACK — about 40 ms on every reused connection.
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
