@@ -70,7 +70,8 @@ class LDAPDirectory(_Strict):
     # The name of the environment variable holding the service password: no secret in the YAML.
     bind_password_env: str = "VAGT_LDAP_BIND_PASSWORD"  # noqa: S105
     user_base: str
-    user_filter: str = "(sAMAccountName={username})"
+    # AD accepts either login form: "alice" or "alice@corp.example.com".
+    user_filter: str = "(|(sAMAccountName={username})(userPrincipalName={username}))"
     subject_attribute: str = "sAMAccountName"
     group_base: str | None = None
     nested_groups: Literal["auto", "matching_rule", "walk", "off"] = "auto"
