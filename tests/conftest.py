@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import ollama
 import openai
+import psutil
 import pytest
 import yaml
 
@@ -121,10 +123,24 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60, headers=self.auth)
 
     def workers(self) -> list[int]:
-        """PIDs of this server's model worker processes."""
-        import psutil
-        return [c.pid for c in psutil.Process(self.process.pid).children(recursive=True)
-                if "inference.worker" in " ".join(c.cmdline())]
+        """PIDs of this server's live model worker processes."""
+        pids = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if "inference.worker" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:  # exited (or a zombie about to be reaped) meanwhile
+                continue
+        return pids
+
+    def logged(self, text: str, timeout: float = 5.0) -> bool:
+        """Whether the server writes ``text`` to its log within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.log):
+                return True
+            time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
         if self.process.poll() is None:

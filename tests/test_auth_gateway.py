@@ -165,7 +165,8 @@ def test_failures_look_alike_and_leak_nothing(gateway: Server, idp: IdentityProv
             assert ollama_body.status_code == 401
             assert set(ollama_body.json()) == {"error"}
     assert len(bodies) == 1  # no hint which check failed or whether the user exists
-    log = "".join(gateway.log)
+    assert gateway.logged("authentication failed")  # the reasons reach the log…
+    log = "".join(gateway.log)  # …and no secret does
     for secret in (token, token[:-4], "not-alices", "whatever-pass", USERS["alice"], "A" * 43,
                    gateway.key):
         assert secret not in log

@@ -156,4 +156,4 @@ def test_health_endpoints(http: httpx.Client) -> None:
     body = ready.json()
     assert body["status"] == "ready"
     assert body["default_model"] == MODEL
-    assert body["workers"] == {"up": 2, "expected": 2}
+    assert body["workers"] == {"up": 2, "expected": 2, "busy": 0, "queued": 0, "restarts": 0}

@@ -31,6 +31,9 @@ class HealthAPI:
             "models": len(catalogue.models),
             "default_model": default,
             "workers": {"up": len(pool.pids) if pool else 0,
-                        "expected": pool.size if pool else self.context.settings.workers},
+                        "expected": pool.size if pool else self.context.settings.workers,
+                        "busy": pool.busy if pool else 0,
+                        "queued": pool.waiting if pool else 0,
+                        "restarts": pool.restarts if pool else 0},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
