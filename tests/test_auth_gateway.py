@@ -89,6 +89,7 @@ def test_everything_but_health_needs_credentials(gateway: Server) -> None:
                              ("GET", "/api/version")]:
             response = http.request(method, path, json={"model": MODEL})
             assert response.status_code == 401, path
+            assert "x-vagt-policy-version" not in response.headers
             challenge = response.headers["www-authenticate"]
             assert challenge.startswith('Bearer realm="vagt"')
             assert 'Basic realm="vagt"' in challenge

@@ -71,11 +71,11 @@ POLICY_VERSION_HEADER = "x-vagt-policy-version"
 def guarded(handler: Handler, render: Callable[[GatewayError], Response],
             pipeline: Pipeline) -> Handler:
     """``handler`` for authenticated callers only (the Caller is ``request.state.caller``), with
-    every GatewayError rendered by ``render``. Responses name the policy version that decided
-    them."""
+    every GatewayError rendered by ``render``. Responses to authenticated callers name the policy
+    version that decided them."""
 
     async def endpoint(request: Request) -> Response:
-        version = pipeline.policies.current.version
+        version = None  # not told to callers who did not authenticate
         try:
             caller = await pipeline.authenticate(request.headers,
                                                  secure=request.url.scheme == "https")
@@ -84,7 +84,8 @@ def guarded(handler: Handler, render: Callable[[GatewayError], Response],
             response = await handler(request)
         except GatewayError as error:
             response = render(error)
-        response.headers[POLICY_VERSION_HEADER] = version
+        if version is not None:
+            response.headers[POLICY_VERSION_HEADER] = version
         return response
 
     return endpoint
