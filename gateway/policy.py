@@ -9,11 +9,19 @@ messages is in ``policy_source``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 AsymmetricAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -162,11 +170,52 @@ class Rule(_Strict):
         return self.allow or self.deny
 
 
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+_RATE = r"^\s*[1-9][0-9]*\s*/\s*(second|minute|hour|day)\s*$"
+
+
+def _rate_text(value: object) -> object:
+    if isinstance(value, str) and not re.match(_RATE, value):
+        raise ValueError(f"a rate is written COUNT/PERIOD, e.g. 60/minute (periods: "
+                         f"{', '.join(_PERIODS)})")
+    return value
+
+
+RateText = Annotated[str, BeforeValidator(_rate_text),
+                     Field(pattern=_RATE, description="COUNT/PERIOD, e.g. 60/minute")]
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """(count, seconds) from "60/minute"."""
+    count, _, period = text.partition("/")
+    return int(count), _PERIODS[period.strip()]
+
+
+class Limit(_Strict):
+    """Limits counted per caller (subject); a request needs every limit that applies to allow it."""
+
+    requests: RateText | None = None
+    tokens: RateText | None = None  # prompt + completion tokens
+    concurrent: Annotated[int, Field(ge=1)] | None = None
+    daily_tokens: Annotated[int, Field(ge=1)] | None = None  # calendar day, UTC
+    monthly_tokens: Annotated[int, Field(ge=1)] | None = None  # calendar month, UTC
+
+
+class Limits(_Strict):
+    on_store_failure: Literal["closed", "open"] = "closed"
+    roles: dict[str, Limit] = {}  # for every member of the role
+    subjects: dict[str, Limit] = {}  # for one user or service (key:NAME for an API key)
+    models: dict[str, Limit] = {}  # model glob → for every caller, on the matching models
+
+
 class Policy(_Strict):
     version: Literal[1]
     identity: Identity = Identity()
     roles: dict[str, Role] = {}
     rules: tuple[Rule, ...] = ()
+    limits: Limits = Limits()
 
     def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
                  api_key_role: str | None) -> frozenset[str]:
@@ -188,6 +237,10 @@ class Policy(_Strict):
             if caps.temperature is not None and caps.temperature.min > caps.temperature.max:
                 found.append((("roles", name, "caps", "temperature"),
                               f"role '{name}': temperature min is above max"))
+        for name in self.limits.roles:
+            if name not in self.roles:
+                found.append((("limits", "roles", name),
+                              f"role '{name}' in limits is not defined"))
         return found
 
 
