@@ -24,6 +24,8 @@ from gateway.auth.apikeys import create_key
 from gateway.auth.authenticator import AuthenticatorFactory
 from gateway.auth.keystore import KeyStore
 from gateway.errors import GatewayError, InternalError
+from gateway.limits.memory import MemoryLimiter
+from gateway.limits.stage import Admitter
 from gateway.pipeline import Pipeline
 from gateway.policy_source import load_policy
 from gateway.policy_store import PolicyHistory, PolicyStore
@@ -71,7 +73,7 @@ def build_app(
         queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
         max_loaded=settings.max_loaded_models,
     ))
-    pipeline = Pipeline(manager)
+    pipeline = Pipeline(manager, Admitter(MemoryLimiter()))
     context = Context(settings=settings, pipeline=pipeline, started_at=int(time.time()))
     routes: list[Route] = [
         *HealthAPI(context).routes, *openai.OpenAIAPI(context).routes,

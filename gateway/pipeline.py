@@ -2,26 +2,30 @@
 
     1 authenticate   headers → Principal (401), under the policy snapshot taken at the start
     2 authorize      (Principal, action, model) → Decision (403); caps applied to the request
-    3 run            lease the model's pool and stream its events (404, 503, 502, 400)
+    3 admit          reserve tokens against the limits (429); settled when the request ends
+    4 run            lease the model's pool and stream its events (404, 503, 502, 400)
 
-Admission (limits), redaction, routing and audit are stages that later issues insert here, each a
+Redaction, routing and audit are stages that later issues insert here, each a
 small object with one entry point and no knowledge of HTTP. One request sees one policy snapshot
 from start to finish.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden, InternalError, translate
+from gateway.limits.stage import Admitter, Permit, rate_headers
 from gateway.policy import Action
 from gateway.policy_store import PolicyStore, Snapshot
 from gateway.rbac import capped
 from inference.errors import InferenceError
 from inference.manager import PoolManager
 from inference.registry import ModelSpec
+from inference.tokenizer import PromptCounters
 from inference.types import (
     ChatRequest,
     Chunk,
@@ -35,10 +39,12 @@ from inference.types import (
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller and the policy snapshot its request runs under."""
+    """An authenticated caller, the policy snapshot its request runs under, and the headers the
+    stages want on its response (the rate-limit figures)."""
 
     principal: Principal
     snapshot: Snapshot
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def authorize(self, action: Action, spec: ModelSpec | None = None) -> None:
         self.snapshot.authorizer.authorize(self.principal.roles, action,
@@ -56,8 +62,11 @@ class Caller:
 class Pipeline:
     policies: PolicyStore  # put in place when the app starts (it needs the database)
 
-    def __init__(self, models: PoolManager) -> None:
+    def __init__(self, models: PoolManager, admitter: Admitter) -> None:
         self.models = models
+        self.admitter = admitter
+        self.tokens = PromptCounters(models.models_dir)
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, headers: Mapping[str, str], *, secure: bool) -> Caller:
         """Stage 1: who is calling (401 otherwise)."""
@@ -87,10 +96,19 @@ class Pipeline:
 
     async def generate(self, caller: Caller, action: Action,
                        request: ChatRequest | CompletionRequest) -> AsyncIterator[Event]:
-        """The request's events, started: a refusal (401/403/404/503/400…) is raised here,
+        """The request's events, started: a refusal (401/403/404/429/503/400…) is raised here,
         before the caller has sent a byte, so it can still choose the response status."""
         admitted = self._admit(caller, action, request)
-        events = self._generate(admitted)
+        spec = self.resolve(admitted.model)
+        prompt = 0
+
+        async def estimate() -> int:
+            nonlocal prompt
+            prompt = await self.tokens.prompt_tokens(spec, admitted)
+            return prompt + _most_generated(admitted, spec, prompt)
+
+        permit = await self._reserve(caller, spec, estimate)
+        events = self._generate(admitted, permit, lambda: prompt)
         try:
             first = await anext(events)
         except BaseException:
@@ -98,26 +116,59 @@ class Pipeline:
             raise
         return _prepend(first, events)
 
-    async def _generate(self, request: ChatRequest | CompletionRequest) -> AsyncGenerator[Event]:
+    async def _reserve(self, caller: Caller, spec: ModelSpec,
+                       estimate: Callable[[], Awaitable[int]]) -> Permit:
+        """Stage 3: admit under the limits (429), naming the caller's figures on its response."""
+        permit = await self.admitter.admit(
+            caller.snapshot.source.policy.limits, subject=caller.principal.subject,
+            roles=caller.principal.roles, model_names=spec.names, estimate=estimate)
+        caller.response_headers.update(rate_headers(permit.verdict))
+        return permit
+
+    def _settle(self, permit: Permit, used_tokens: int) -> None:
+        """Settle in a task of its own: a request ends however it ends, cancelled included."""
+        task = asyncio.create_task(self.admitter.settle(permit, used_tokens))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _generate(self, request: ChatRequest | CompletionRequest, permit: Permit,
+                        prompt_tokens: Callable[[], int]) -> AsyncGenerator[Event]:
         spec = self.resolve(request.model)
+        used: int | None = None
+        produced = 0
         try:
             async with self.models.lease(spec, request.keep_alive) as lease:
                 async for event in lease.pool.generate(request):
                     if isinstance(event, Done):
                         event.timings.load_ns = lease.load_ns
                         event.timings.total_ns += lease.load_ns
+                        used = event.usage.total_tokens
+                    else:
+                        produced += 1
                     yield event
         except InferenceError as exc:
             raise translate(exc) from None
+        finally:
+            # cut short (client gone, worker died): what was really produced, as counted here
+            self._settle(permit, used if used is not None else prompt_tokens() + produced)
 
     async def embed(self, caller: Caller, request: EmbedRequest) -> Embeddings:
         spec = self.resolve(request.model)
         caller.authorize("embed", spec)
+
+        async def estimate() -> int:
+            return await self.tokens.input_tokens(spec, request)
+
+        permit = await self._reserve(caller, spec, estimate)
+        used = 0
         try:
             async with self.models.lease(spec, request.keep_alive) as lease:
                 result = await lease.pool.embed(request)
+            used = result.usage.prompt_tokens
         except InferenceError as exc:
             raise translate(exc) from None
+        finally:
+            self._settle(permit, used)
         result.timings.load_ns = lease.load_ns
         result.timings.total_ns += lease.load_ns
         return result
@@ -138,6 +189,17 @@ class Pipeline:
         await self.models.unload(spec.name)
 
 
+def _most_generated(request: ChatRequest | CompletionRequest, spec: ModelSpec,
+                    prompt: int) -> int:
+    """The most tokens the request may generate: its max_tokens (after caps), else the model's
+    default, else the rest of the context window."""
+    for limit in (request.sampling.num_predict, spec.parameters.num_predict):
+        if limit is not None and limit > 0:
+            return limit
+    window = request.sampling.num_ctx or spec.parameters.num_ctx or 2048
+    return max(0, window - prompt)
+
+
 async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:
     try:
         yield first
@@ -148,11 +210,15 @@ async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[
 
 
 async def collect(events: AsyncIterator[Event]) -> tuple[str, Done]:
-    """A whole generation: its text and its Done."""
+    """A whole generation: its text and its Done. Reads the stream to its end, so the worker is
+    released and the request settled now, not whenever the generator is collected."""
     parts: list[str] = []
+    done: Done | None = None
     async for event in events:
         if isinstance(event, Chunk):
             parts.append(event.text)
         else:
-            return "".join(parts), event
-    raise InternalError("the generation ended without a result")
+            done = event
+    if done is None:
+        raise InternalError("the generation ended without a result")
+    return "".join(parts), done

@@ -287,10 +287,5 @@ class Pool:
         }
         if isinstance(request, CompletionRequest):
             return {**job, "op": "complete", "prompt": request.prompt, "suffix": request.suffix}
-        messages = [m.model_dump() for m in request.messages]
-        has_system = messages[0]["role"] == "system"
-        seed = [m.model_dump() for m in spec.messages]
-        if spec.system and not has_system:
-            seed.insert(0, {"role": "system", "content": spec.system})
-        messages = [messages[0], *seed, *messages[1:]] if has_system else [*seed, *messages]
+        messages = [m.model_dump() for m in spec.conversation(request.messages)]
         return {**job, "op": "chat", "messages": messages}

@@ -59,6 +59,15 @@ class ModelSpec(_Strict):
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    def conversation(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The messages the model sees: the catalogue's system prompt (unless the request has
+        its own) and seed messages, then the request's."""
+        seed = list(self.messages)
+        has_system = bool(messages) and messages[0].role == "system"
+        if self.system and not has_system:
+            seed.insert(0, Message(role="system", content=self.system))
+        return (messages[0], *seed, *messages[1:]) if has_system else (*seed, *messages)
+
     def path(self, models_dir: Path) -> Path:
         """The weights file; a relative ``file`` lives in ``models_dir``."""
         return Path(self.file) if os.path.isabs(self.file) else models_dir / self.file

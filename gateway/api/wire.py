@@ -86,6 +86,7 @@ def guarded(handler: Handler, render: Callable[[GatewayError], Response],
             response = render(error)
         if version is not None:
             response.headers[POLICY_VERSION_HEADER] = version
+            response.headers.update(caller.response_headers)
         return response
 
     return endpoint

@@ -30,7 +30,8 @@ class Counter:
     limit: int
     period: float  # seconds: the rate's period, or the time left in a budget's window
     cost: int
-    name: str  # what a person reads in a 429: "requests per minute (role analysts)"
+    name: str  # what a person reads in a 429: "requests (60/minute, roles)"
+    per_token: bool = False  # the cost is the request's tokens (token rates and budgets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,10 @@ class Verdict:
     remaining: int  # units left on that counter after this request
     reset: float  # seconds until that counter is whole again
     retry_after: float  # seconds to wait before retrying (0 when allowed)
+
+
+class LimiterUnavailable(Exception):
+    """The limiter's store cannot be reached (the policy decides: fail open or closed)."""
 
 
 class Limiter(Protocol):

@@ -56,7 +56,7 @@ def _counters(limit: Limit, scope: str, subject: str, tokens: int, now: float) -
     if limit.tokens:
         count, seconds = parse_rate(limit.tokens)
         counters.append(Counter(f"{prefix}:tokens", "rate", count, seconds, tokens,
-                                f"tokens ({limit.tokens}, {scope})"))
+                                f"tokens ({limit.tokens}, {scope})", per_token=True))
     if limit.concurrent:
         counters.append(Counter(f"{prefix}:concurrent", "concurrency", limit.concurrent, 0.0, 1,
                                 f"concurrent requests ({limit.concurrent}, {scope})"))
@@ -66,7 +66,8 @@ def _counters(limit: Limit, scope: str, subject: str, tokens: int, now: float) -
         if budget:
             window, left = windows[field]
             counters.append(Counter(f"{prefix}:{field}:{window}", "budget", budget, left,
-                                    tokens, f"{field.replace('_', ' ')} ({budget}, {scope})"))
+                                    tokens, f"{field.replace('_', ' ')} ({budget}, {scope})",
+                                    per_token=True))
     return counters
 
 

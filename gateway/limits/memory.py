@@ -28,7 +28,9 @@ class MemoryLimiter:
             if not verdict.allowed:
                 return verdict
             updates.append((counter, update))
-            if tightest is None or verdict.remaining < tightest.remaining:
+            # the RateLimit headers speak of quotas over time, not of requests in flight
+            if counter.kind != "concurrency" and (
+                    tightest is None or verdict.remaining < tightest.remaining):
                 tightest = verdict
         for counter, update in updates:
             if counter.kind == "rate":
