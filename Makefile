@@ -33,7 +33,7 @@ test: lint test-servers
 	VAGT_TEST_DATA_DIR=$(TEST_DATA) $(BIN)/pytest
 
 # Real servers the tests start: OpenLDAP slapd (Debian) and the oidc-provider IdP (npm).
-# PostgreSQL's initdb/pg_ctl and Node.js are on the machine already.
+# PostgreSQL's initdb/pg_ctl, redis-server and Node.js are on the machine already.
 test-servers: tests/servers/node_modules/.installed
 	@command -v slapd >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
@@ -50,6 +50,7 @@ bench: $(STAMP) test-servers
 	$(BIN)/python bench/streaming.py --data-dir $(TEST_DATA)
 	PYTHONPATH=. $(BIN)/python bench/auth.py
 	PYTHONPATH=. $(BIN)/python bench/authz.py
+	PYTHONPATH=. $(BIN)/python bench/limits.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

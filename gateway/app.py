@@ -25,6 +25,7 @@ from gateway.auth.authenticator import AuthenticatorFactory
 from gateway.auth.keystore import KeyStore
 from gateway.errors import GatewayError, InternalError
 from gateway.limits.memory import MemoryLimiter
+from gateway.limits.redis import RedisLimiter
 from gateway.limits.stage import Admitter
 from gateway.pipeline import Pipeline
 from gateway.policy_source import load_policy
@@ -73,7 +74,8 @@ def build_app(
         queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
         max_loaded=settings.max_loaded_models,
     ))
-    pipeline = Pipeline(manager, Admitter(MemoryLimiter()))
+    limiter = RedisLimiter(settings.limits_url) if settings.limits_url else MemoryLimiter()
+    pipeline = Pipeline(manager, Admitter(limiter))
     context = Context(settings=settings, pipeline=pipeline, started_at=int(time.time()))
     routes: list[Route] = [
         *HealthAPI(context).routes, *openai.OpenAIAPI(context).routes,
@@ -104,6 +106,8 @@ def build_app(
             finally:
                 watcher.cancel()
                 await manager.close()
+                if isinstance(limiter, RedisLimiter):
+                    await limiter.close()
                 await authenticators.close()
                 await db.close()
 

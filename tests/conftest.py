@@ -23,6 +23,7 @@ from inference.registry import Catalogue
 from tests.servers.idp import IdentityProvider
 from tests.servers.ldap import Directory
 from tests.servers.postgres import Postgres
+from tests.servers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 VAGT = [sys.executable, "-m", "gateway.cli"]
@@ -205,5 +206,13 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
 def postgres() -> Iterator[Postgres]:
     """A throwaway PostgreSQL server."""
     server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway Redis server."""
+    server = RedisServer()
     yield server
     server.stop()
