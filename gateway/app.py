@@ -32,6 +32,7 @@ from gateway.policy_source import load_policy
 from gateway.policy_store import PolicyHistory, PolicyStore
 from gateway.settings import Settings
 from gateway.store import open_database
+from gateway.telemetry import metrics
 from inference.manager import PoolManager, PoolSettings
 from inference.registry import Catalogue
 
@@ -81,6 +82,8 @@ def build_app(
         *HealthAPI(context).routes, *openai.OpenAIAPI(context).routes,
         *ollama.OllamaAPI(context).routes, *AdminAPI(context).routes,
     ]
+    if settings.metrics:  # unauthenticated, like the health checks: bind it where it belongs
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

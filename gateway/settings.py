@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_loaded_models: int = Field(default=2, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     preload: bool = Field(default=True, description="load the default model at start")
+    metrics: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
     limits_url: str | None = Field(
         default=None, description="redis://… to share limits across replicas; default: memory")
     database_url: str | None = Field(

@@ -4,6 +4,8 @@ RateLimit headers, token reservations refunded at settlement, concurrency freed 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inference.registry import Catalogue
+from inference.tokenizer import PromptCounter
+from inference.types import ChatRequest, Message
 from tests.conftest import MODEL, Server, run_vagt, write_catalogue
 
 POLICY = """version: 1
@@ -131,3 +136,85 @@ def test_concurrency_slot_is_freed_when_the_client_hangs_up(gateway: Server) -> 
         while chat(http).status_code == 429 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert chat(http).status_code == 200  # settled: the slot came back
+
+
+BUDGET = """version: 1
+roles:
+  admin:
+    members: {api_key_roles: [admin]}
+  user:
+    members: {api_key_roles: [user]}
+rules:
+  - roles: [admin, user]
+    allow: [chat, complete, embed, models:list]
+limits:
+  roles:
+    user:
+      daily_tokens: 100000
+"""
+
+
+@pytest.fixture
+def budgeted(tmp_path: Path, model_path: Path) -> Iterator[tuple[Server, httpx.Client]]:
+    write_catalogue(tmp_path / "data", model_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BUDGET)
+    server = Server(tmp_path / "data", "--workers", "1", "--threads", "1", policy=policy)
+    with key(server, "metered", "user") as http:
+        yield server, http
+    server.stop()
+
+
+STORY = "Write a very long story about the sea."
+
+
+def _cut_stream(http: httpx.Client, after: int, then: object = None) -> None:
+    """Stream a long answer and stop reading after ``after`` pieces."""
+    with http.stream("POST", "/api/generate", json={
+        "model": MODEL, "prompt": STORY, "options": {"num_predict": 2000}}) as response:
+        assert response.status_code == 200
+        for count, _ in enumerate(response.iter_lines(), start=1):
+            if count == after:
+                if callable(then):
+                    then()
+                break
+
+
+def _prompt_tokens(model_path: Path, prompt: str) -> int:
+    """What the worker evaluates for ``prompt`` (the gateway's tokenizer counts the same)."""
+    counter = PromptCounter(Catalogue.library().resolve(MODEL), model_path)
+    return counter.prompt_tokens(ChatRequest(model=MODEL, messages=(
+        Message(role="user", content=prompt),)))
+
+
+def _spent(http: httpx.Client) -> int:
+    """Tokens spent so far per the budget, before a probe request (which reserves its own)."""
+    probe = http.post("/api/generate", json={"model": MODEL, "prompt": "hi", "stream": False,
+                                             "options": {"num_predict": 1}})
+    assert probe.status_code == 200
+    reserved = probe.json()["prompt_eval_count"] + 1
+    return 100000 - int(probe.headers["ratelimit-remaining"]) - reserved
+
+
+def test_a_stream_cut_by_the_client_settles_to_what_was_produced(
+    budgeted: tuple[Server, httpx.Client], model_path: Path,
+) -> None:
+    _, http = budgeted
+    _cut_stream(http, after=5)
+    prompt = _prompt_tokens(model_path, STORY)
+    time.sleep(0.5)  # the cancelled job ends in the worker, then settlement runs
+    # its prompt and the few tokens made before the worker stopped — not the 2000 reserved
+    assert prompt + 5 <= _spent(http) <= prompt + 5 + 10
+
+
+def test_a_stream_whose_worker_dies_settles_to_what_was_produced(
+    budgeted: tuple[Server, httpx.Client], model_path: Path,
+) -> None:
+    server, http = budgeted
+    [pid] = server.workers()
+    _cut_stream(http, after=5, then=lambda: os.kill(pid, signal.SIGKILL))
+    prompt = _prompt_tokens(model_path, STORY)
+    deadline = time.monotonic() + 30
+    while server.client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert prompt + 5 <= _spent(http) <= prompt + 5 + 10

@@ -38,7 +38,7 @@ def replicas(tmp: Path, model_path: Path, redis_url: str, failure: str) -> list[
     write_catalogue(tmp / "data", model_path)
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY.replace("FAILURE", failure))
-    env = {"VAGT_LIMITS_URL": redis_url}
+    env = {"VAGT_LIMITS_URL": redis_url, "VAGT_METRICS": "true"}
     first = Server(tmp / "data", "--workers", "2", "--threads", "1", "--max-queue", "64",
                    policy=policy, env=env)
     second = Server(tmp / "data", "--workers", "2", "--threads", "1", "--max-queue", "64",
@@ -119,6 +119,8 @@ def test_redis_down_fails_closed_then_recovers(cluster: tuple[list[Server], str]
         assert refused.status_code == 503  # fail closed, at once (bounded timeouts)
         assert refused.elapsed.total_seconds() < 5
         assert servers[0].logged("failing closed")
+        metrics = httpx.get(f"{servers[0].url}/metrics").text
+        assert 'vagt_limit_store_errors_total{outcome="refused"} 1.0' in metrics
     finally:
         redis_server.start()
     assert chat(servers[1], secret).status_code == 200  # recovered without a restart
@@ -135,6 +137,8 @@ def test_redis_down_fails_open_when_the_policy_says_so(
         try:
             assert chat(servers[0], secret).status_code == 200
             assert servers[0].logged("failing open")
+            metrics = httpx.get(f"{servers[0].url}/metrics").text
+            assert 'vagt_limit_store_errors_total{outcome="admitted"} 1.0' in metrics
         finally:
             redis_server.start()
     finally:

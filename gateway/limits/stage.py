@@ -17,6 +17,7 @@ from gateway.errors import GatewayError, Unavailable
 from gateway.limits.base import Counter, Limiter, LimiterUnavailable, Verdict
 from gateway.limits.counters import counters_for
 from gateway.policy import Limits
+from gateway.telemetry import LIMIT_STORE_ERRORS, RATE_LIMITED
 
 log = logging.getLogger("vagt.limits")
 
@@ -78,12 +79,15 @@ class Admitter:
             verdict = await self.limiter.acquire(counters, now)
         except LimiterUnavailable as exc:
             if limits.on_store_failure == "open":
+                LIMIT_STORE_ERRORS.labels("admitted").inc()
                 log.error("limits not enforced (store unavailable, failing open): %s", exc)
                 return Permit((), 0, Verdict(True, None, 0, 0.0, 0.0))
+            LIMIT_STORE_ERRORS.labels("refused").inc()
             log.error("request refused (limit store unavailable, failing closed): %s", exc)
             raise Unavailable("limits cannot be checked right now; retry shortly",
                               retry_after=5) from None
         if not verdict.allowed:
+            RATE_LIMITED.labels(verdict.counter.kind if verdict.counter else "unknown").inc()
             raise RateLimited(verdict)
         return Permit(tuple(counters), tokens, verdict)
 
@@ -97,4 +101,5 @@ class Admitter:
         try:
             await self.limiter.settle(permit.counters, refunds, self.clock())
         except LimiterUnavailable as exc:
+            LIMIT_STORE_ERRORS.labels("settle").inc()
             log.error("could not settle a request's limits: %s", exc)
