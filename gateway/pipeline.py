@@ -149,8 +149,9 @@ class Pipeline:
         except InferenceError as exc:
             raise translate(exc) from None
         finally:
-            # cut short (client gone, worker died): what was really produced, as counted here
-            self._settle(permit, used if used is not None else prompt_tokens() + produced)
+            if used is None:  # cut short (client gone, worker died): what was really produced
+                used = prompt_tokens() + produced if produced else 0  # 0: it never ran
+            self._settle(permit, used)
 
     async def embed(self, caller: Caller, request: EmbedRequest) -> Embeddings:
         spec = self.resolve(request.model)
