@@ -23,7 +23,7 @@ from gateway.api.health import HealthAPI
 from gateway.auth.apikeys import create_key
 from gateway.auth.authenticator import AuthenticatorFactory
 from gateway.auth.keystore import KeyStore
-from gateway.errors import GatewayError, InternalError
+from gateway.errors import GatewayError, InternalError, RouteError
 from gateway.limits.memory import MemoryLimiter
 from gateway.limits.redis import RedisLimiter
 from gateway.limits.stage import Admitter
@@ -46,11 +46,7 @@ def _render_for(request: Request) -> Callable[[GatewayError], Response]:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    error = GatewayError(exc.detail)
-    error.status = exc.status_code
-    error.code = "not_found" if exc.status_code == 404 else "http_error"
-    error.kind = "invalid_request_error"
-    return _render_for(request)(error)
+    return _render_for(request)(RouteError(exc.detail, exc.status_code))
 
 
 async def _crash(request: Request, exc: Exception) -> Response:

@@ -87,6 +87,17 @@ class UpstreamFailed(GatewayError):
     code = "worker_failed"
 
 
+class RouteError(GatewayError):
+    """No such route, or a method the route does not take (Starlette's 404 and 405)."""
+
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+
+
 class InternalError(GatewayError):
     pass
 

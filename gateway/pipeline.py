@@ -85,10 +85,9 @@ class Pipeline:
         caller.authorize("models:list")
         return [spec for spec in self.models.catalogue.models if caller.may_use(spec)]
 
-    def _admit(self, caller: Caller, action: Action,
-               request: ChatRequest | CompletionRequest) -> ChatRequest | CompletionRequest:
+    def _authorize(self, caller: Caller, action: Action, spec: ModelSpec,
+                   request: ChatRequest | CompletionRequest) -> ChatRequest | CompletionRequest:
         """Stage 2: authorize the action on the model and bring the request within the caps."""
-        spec = self.resolve(request.model)
         decision = caller.snapshot.authorizer.authorize(caller.principal.roles, action,
                                                         spec.names)
         sampling = capped(request.sampling, spec.parameters, decision.caps)
@@ -98,8 +97,8 @@ class Pipeline:
                        request: ChatRequest | CompletionRequest) -> AsyncIterator[Event]:
         """The request's events, started: a refusal (401/403/404/429/503/400…) is raised here,
         before the caller has sent a byte, so it can still choose the response status."""
-        admitted = self._admit(caller, action, request)
-        spec = self.resolve(admitted.model)
+        spec = self.resolve(request.model)
+        admitted = self._authorize(caller, action, spec, request)
         prompt = 0
 
         async def estimate() -> int:
@@ -108,7 +107,7 @@ class Pipeline:
             return prompt + _most_generated(admitted, spec, prompt)
 
         permit = await self._reserve(caller, spec, estimate)
-        events = self._generate(admitted, permit, lambda: prompt)
+        events = self._generate(spec, admitted, permit, lambda: prompt)
         try:
             first = await anext(events)
         except BaseException:
@@ -131,9 +130,9 @@ class Pipeline:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    async def _generate(self, request: ChatRequest | CompletionRequest, permit: Permit,
-                        prompt_tokens: Callable[[], int]) -> AsyncGenerator[Event]:
-        spec = self.resolve(request.model)
+    async def _generate(self, spec: ModelSpec, request: ChatRequest | CompletionRequest,
+                        permit: Permit, prompt_tokens: Callable[[], int]
+                        ) -> AsyncGenerator[Event]:
         used: int | None = None
         produced = 0
         try:

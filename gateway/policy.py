@@ -140,7 +140,7 @@ class Role(_Strict):
 
 Action = Literal["chat", "complete", "embed", "models:list", "policy:read", "policy:write",
                  "audit:read", "keys:admin"]
-MODEL_ACTIONS: frozenset[str] = frozenset({"chat", "complete", "embed"})
+MODEL_ACTIONS: tuple[Action, ...] = ("chat", "complete", "embed")
 
 
 class Rule(_Strict):
@@ -157,7 +157,7 @@ class Rule(_Strict):
     def _one_effect(self) -> Rule:
         if bool(self.allow) == bool(self.deny):
             raise ValueError("a rule needs exactly one of allow or deny")
-        if self.models is not None and not MODEL_ACTIONS.intersection(self.allow + self.deny):
+        if self.models is not None and not any(a in MODEL_ACTIONS for a in self.actions):
             raise ValueError("models only apply to the actions chat, complete and embed")
         return self
 

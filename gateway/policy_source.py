@@ -46,17 +46,10 @@ class PolicySource:
     text: str
     origin: str
     rule_lines: tuple[int, ...]
-
-    @property
-    def version(self) -> str:
-        return version_of(self.text)
+    version: str  # the first 16 hex digits of the text's SHA-256
 
     def rule_location(self, index: int) -> str:
         return f"{self.origin}:{self.rule_lines[index]}"
-
-
-def version_of(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_policy(path: Path) -> PolicySource:
@@ -97,7 +90,8 @@ def parse_policy(text: str, origin: str) -> PolicySource:
     rules = _node_at(root, ("rules",), at_key=False)
     lines = tuple(n.start_mark.line + 1 for n in rules.value) if isinstance(
         rules, SequenceNode) else ()
-    return PolicySource(policy=policy, text=text, origin=origin, rule_lines=lines)
+    return PolicySource(policy=policy, text=text, origin=origin, rule_lines=lines,
+                        version=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def _node_at(root: Node, path: tuple[Any, ...], *, at_key: bool = True) -> Node:

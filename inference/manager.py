@@ -63,8 +63,9 @@ class PoolManager:
     async def start(self, preload: list[str]) -> None:
         self._reaper = asyncio.create_task(self._reap())
         for name in preload:
-            await self._load(self.catalogue.resolve(name))
-            self._set_expiry(self._resident[self.catalogue.resolve(name).name], FOREVER)
+            spec = self.catalogue.resolve(name)
+            await self._load(spec)
+            self._set_expiry(self._resident[spec.name], FOREVER)
 
     async def close(self) -> None:
         if self._reaper is not None:

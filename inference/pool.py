@@ -41,9 +41,8 @@ _STREAM_LIMIT = 64 * 1024 * 1024  # one JSON line may carry a batch of embedding
 
 
 class _Worker:
-    def __init__(self, process: asyncio.subprocess.Process, load_ns: int) -> None:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.load_ns = load_ns
         assert process.stdin is not None
         assert process.stdout is not None
         self._stdin = process.stdin
@@ -64,7 +63,7 @@ class _Worker:
         if not line:
             await process.wait()
             raise WorkerFailed(f"worker exited while loading (status {process.returncode})")
-        return cls(process, json.loads(line)["load_ns"])
+        return cls(process)
 
     @property
     def alive(self) -> bool:

@@ -75,9 +75,6 @@ class EmbedRequest(_Frozen):
     keep_alive: float | None = None
 
 
-GenerateRequest = ChatRequest | CompletionRequest
-
-
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0

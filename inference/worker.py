@@ -4,7 +4,7 @@ Protocol: JSON lines. Jobs arrive on stdin; events leave on a private copy of st
 pointed at stderr, so anything a native library prints cannot corrupt the protocol).
 
     in   {"op": "chat"|"complete"|"embed", "id": N, ...}     {"op": "cancel", "id": N}
-    out  {"t": "ready", "load_ns": N}
+    out  {"t": "ready"}
          {"t": "chunk", "id": N, "text": "..."}
          {"t": "done", "id": N, "finish_reason": ..., "usage": [p, c], "timings": [...]}
          {"t": "embeddings", "id": N, "vectors": [[...]], "tokens": N}
@@ -20,7 +20,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from typing import Any, BinaryIO
 
 from inference.backends.gguf import GGUFBackend
@@ -92,12 +91,11 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     channel = _Channel(os.fdopen(os.dup(1), "wb"))
     os.dup2(2, 1)
-    started = time.perf_counter_ns()
     backend = GGUFBackend(
         config["path"], num_ctx=config["num_ctx"], threads=config["threads"],
         template=config.get("template"),
     )
-    channel.send({"t": "ready", "load_ns": time.perf_counter_ns() - started})
+    channel.send({"t": "ready"})
     inbox = _Inbox()
     while (job := inbox.next_job()) is not None:
         try:

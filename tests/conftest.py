@@ -64,6 +64,14 @@ def add_model(data_dir: Path, entry: dict[str, object]) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
+def open_policy(roles: tuple[str, ...], extra: str = "") -> str:
+    """A policy text where each role is held by the API keys of the same role and may use every
+    model, followed by ``extra`` YAML (a limits section, say)."""
+    members = "".join(f"  {r}:\n    members: {{api_key_roles: [{r}]}}\n" for r in roles)
+    return (f"version: 1\nroles:\n{members}rules:\n  - roles: [{', '.join(roles)}]\n"
+            f"    allow: [chat, complete, embed, models:list]\n{extra}")
+
+
 class Server:
     """A real `vagt serve` process on an ephemeral port."""
 
@@ -97,6 +105,18 @@ class Server:
                 return url, key
         self.process.wait(timeout=10)
         raise RuntimeError(f"vagt serve exited: {''.join(self.log)[-2000:]}")
+
+    def create_key(self, name: str, role: str, *options: str) -> str:
+        """A new API key for this server, made with the CLI; its secret."""
+        result = run_vagt("keys", "create", "--name", name, "--role", role, "--data-dir",
+                          str(self.data_dir), *options)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def as_key(self, secret: str) -> httpx.Client:
+        """An HTTP client that presents ``secret``."""
+        return httpx.Client(base_url=self.url, timeout=120,
+                            headers={"Authorization": f"Bearer {secret}"})
 
     @property
     def auth(self) -> dict[str, str]:

@@ -116,10 +116,7 @@ def test_ldap_basic_through_the_ollama_client(gateway: Server) -> None:
 
 
 def test_api_keys_by_bearer_and_x_api_key(gateway: Server) -> None:
-    created = run_vagt("keys", "create", "--name", "svc-a", "--role", "user",
-                       "--data-dir", str(gateway.data_dir))
-    assert created.returncode == 0, created.stderr
-    secret = created.stdout.strip()
+    secret = gateway.create_key("svc-a", "user")
     with anonymous(gateway) as http:
         assert http.get("/api/tags", headers={"x-api-key": secret}).status_code == 200
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {secret}"}
@@ -128,10 +125,8 @@ def test_api_keys_by_bearer_and_x_api_key(gateway: Server) -> None:
 
 def test_revoked_and_expired_keys_are_refused(gateway: Server) -> None:
     data_dir = str(gateway.data_dir)
-    secret = run_vagt("keys", "create", "--name", "svc-revoke", "--role", "user",
-                      "--data-dir", data_dir).stdout.strip()
-    short = run_vagt("keys", "create", "--name", "svc-short", "--role", "user", "--expires",
-                     "2s", "--data-dir", data_dir).stdout.strip()
+    secret = gateway.create_key("svc-revoke", "user")
+    short = gateway.create_key("svc-short", "user", "--expires", "2s")
     with anonymous(gateway) as http:
         assert http.get("/api/tags", headers={"x-api-key": secret}).status_code == 200
         assert http.get("/api/tags", headers={"x-api-key": short}).status_code == 200

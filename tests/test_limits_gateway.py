@@ -17,20 +17,9 @@ import pytest
 from inference.registry import Catalogue
 from inference.tokenizer import PromptCounter
 from inference.types import ChatRequest, Message
-from tests.conftest import MODEL, Server, run_vagt, write_catalogue
+from tests.conftest import MODEL, Server, open_policy, write_catalogue
 
-POLICY = """version: 1
-roles:
-  admin:
-    members: {api_key_roles: [admin]}
-  user:
-    members: {api_key_roles: [user]}
-  streamer:
-    members: {api_key_roles: [streamer]}
-rules:
-  - roles: [admin, user, streamer]
-    allow: [chat, complete, embed, models:list]
-limits:
+POLICY = open_policy(("admin", "user", "streamer"), """limits:
   roles:
     user:
       requests: 3/minute
@@ -42,7 +31,7 @@ limits:
       concurrent: 5
     "*":
       requests: 1000/minute
-"""
+""")
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +45,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Itera
     server.stop()
 
 
-def key(server: Server, name: str, role: str) -> httpx.Client:
-    secret = run_vagt("keys", "create", "--name", name, "--role", role, "--data-dir",
-                      str(server.data_dir)).stdout.strip()
-    return httpx.Client(base_url=server.url, timeout=60,
-                        headers={"Authorization": f"Bearer {secret}"})
-
-
 def chat(http: httpx.Client, **extra: object) -> httpx.Response:
     return http.post("/v1/chat/completions", json={
         "model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
@@ -70,7 +52,7 @@ def chat(http: httpx.Client, **extra: object) -> httpx.Response:
 
 
 def test_request_rate_gives_429_with_headers(gateway: Server) -> None:
-    with key(gateway, "rate-user", "user") as http:
+    with gateway.as_key(gateway.create_key("rate-user", "user")) as http:
         ok = [chat(http) for _ in range(3)]
         assert [r.status_code for r in ok] == [200, 200, 200]
         assert ok[0].headers["ratelimit-limit"] == "3"  # the tightest quota: 3/minute
@@ -91,7 +73,7 @@ def test_request_rate_gives_429_with_headers(gateway: Server) -> None:
 
 def test_unused_tokens_are_refunded(gateway: Server) -> None:
     """400 tokens/hour; each request reserves its prompt + 300 but stops after a few."""
-    with key(gateway, "budgeted", "streamer") as http:
+    with gateway.as_key(gateway.create_key("budgeted", "streamer")) as http:
         def ask() -> httpx.Response:
             return http.post("/api/generate", json={
                 "model": MODEL, "prompt": "Tell me about the sea.", "stream": False,
@@ -111,7 +93,7 @@ def test_unused_tokens_are_refunded(gateway: Server) -> None:
 
 
 def test_concurrency_slot_is_freed_when_the_client_hangs_up(gateway: Server) -> None:
-    with key(gateway, "stream-a", "streamer") as http:
+    with gateway.as_key(gateway.create_key("stream-a", "streamer")) as http:
         lines: list[dict[str, object]] = []
         started = threading.Event()
 
@@ -138,20 +120,11 @@ def test_concurrency_slot_is_freed_when_the_client_hangs_up(gateway: Server) -> 
         assert chat(http).status_code == 200  # settled: the slot came back
 
 
-BUDGET = """version: 1
-roles:
-  admin:
-    members: {api_key_roles: [admin]}
-  user:
-    members: {api_key_roles: [user]}
-rules:
-  - roles: [admin, user]
-    allow: [chat, complete, embed, models:list]
-limits:
+BUDGET = open_policy(("admin", "user"), """limits:
   roles:
     user:
       daily_tokens: 100000
-"""
+""")
 
 
 @pytest.fixture
@@ -160,7 +133,7 @@ def budgeted(tmp_path: Path, model_path: Path) -> Iterator[tuple[Server, httpx.C
     policy = tmp_path / "policy.yaml"
     policy.write_text(BUDGET)
     server = Server(tmp_path / "data", "--workers", "1", "--threads", "1", policy=policy)
-    with key(server, "metered", "user") as http:
+    with server.as_key(server.create_key("metered", "user")) as http:
         yield server, http
     server.stop()
 

@@ -12,25 +12,16 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from tests.conftest import MODEL, Server, run_vagt, write_catalogue
+from tests.conftest import MODEL, Server, open_policy, write_catalogue
 from tests.servers.redis import RedisServer
 
-POLICY = """version: 1
-roles:
-  admin:
-    members: {api_key_roles: [admin]}
-  user:
-    members: {api_key_roles: [user]}
-rules:
-  - roles: [admin, user]
-    allow: [chat, complete, embed, models:list]
-limits:
+POLICY = open_policy(("admin", "user"), """limits:
   on_store_failure: FAILURE
   roles:
     user:
       requests: 12/hour
       concurrent: 2
-"""
+""")
 
 
 def replicas(tmp: Path, model_path: Path, redis_url: str, failure: str) -> list[Server]:
@@ -51,8 +42,7 @@ def cluster(tmp_path: Path, model_path: Path, redis_server: RedisServer
             ) -> Iterator[tuple[list[Server], str]]:
     sync_redis.Redis.from_url(redis_server.url).flushdb()
     servers = replicas(tmp_path, model_path, redis_server.url, "closed")
-    secret = run_vagt("keys", "create", "--name", "app", "--role", "user", "--data-dir",
-                      str(tmp_path / "data")).stdout.strip()
+    secret = servers[0].create_key("app", "user")
     yield servers, secret
     for server in servers:
         server.stop()
@@ -130,8 +120,7 @@ def test_redis_down_fails_open_when_the_policy_says_so(
     tmp_path: Path, model_path: Path, redis_server: RedisServer,
 ) -> None:
     servers = replicas(tmp_path, model_path, redis_server.url, "open")
-    secret = run_vagt("keys", "create", "--name", "app", "--role", "user", "--data-dir",
-                      str(tmp_path / "data")).stdout.strip()
+    secret = servers[0].create_key("app", "user")
     try:
         redis_server.stop()
         try:

@@ -50,15 +50,9 @@ def gateway(tmp_path: Path, model_path: Path) -> Iterator[tuple[Server, str, Pat
     policy = tmp_path / "policy.yaml"
     policy.write_text(OPEN)
     server = Server(tmp_path / "data", "--workers", "2", "--threads", "1", policy=policy)
-    user = run_vagt("keys", "create", "--name", "app", "--role", "user", "--data-dir",
-                    str(tmp_path / "data")).stdout.strip()
+    user = server.create_key("app", "user")
     yield server, user, policy
     server.stop()
-
-
-def as_key(server: Server, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=60,
-                        headers={"Authorization": f"Bearer {key}"})
 
 
 def chat(http: httpx.Client, **extra: object) -> httpx.Response:
@@ -78,7 +72,7 @@ def wait_for_version(http: httpx.Client, version: str, timeout: float = 10) -> b
 
 def test_admin_endpoints_need_policy_permissions(gateway: tuple[Server, str, Path]) -> None:
     server, user, _ = gateway
-    with as_key(server, user) as http:
+    with server.as_key(user) as http:
         assert http.get("/admin/policy").status_code == 403
         assert http.put("/admin/policy", content=CLOSED).status_code == 403
         assert http.get("/admin/policy/versions").status_code == 403
@@ -91,7 +85,7 @@ def test_admin_endpoints_need_policy_permissions(gateway: tuple[Server, str, Pat
 
 def test_put_swaps_atomically_and_refuses_invalid(gateway: tuple[Server, str, Path]) -> None:
     server, user, policy = gateway
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         before = chat(app)
         assert before.status_code == 200
         old = before.headers[HEADER]
@@ -115,7 +109,7 @@ def test_put_swaps_atomically_and_refuses_invalid(gateway: tuple[Server, str, Pa
 
 def test_file_changes_are_watched(gateway: tuple[Server, str, Path]) -> None:
     server, user, policy = gateway
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         first = admin.get("/admin/policy").json()["version"]
         policy.write_text("version: 1\nrules: [oops\n")  # invalid: logged, not applied
         time.sleep(1.0)
@@ -131,7 +125,7 @@ def test_file_changes_are_watched(gateway: tuple[Server, str, Path]) -> None:
 def test_versions_diff_and_rollback(gateway: tuple[Server, str, Path]) -> None:
     server, user, policy = gateway
     data_dir = str(server.data_dir)
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         first = admin.get("/admin/policy").json()["version"]
         second = admin.put("/admin/policy", content=CLOSED).json()["version"]
         listed = admin.get("/admin/policy/versions").json()
@@ -174,7 +168,7 @@ def test_explain_endpoint(gateway: tuple[Server, str, Path]) -> None:
 
 def test_listings_show_only_permitted_models(gateway: tuple[Server, str, Path]) -> None:
     server, user, _ = gateway
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         assert [m["id"] for m in app.get("/v1/models").json()["data"]] == [MODEL]
         admin.put("/admin/policy", content=ELSEWHERE)
         assert app.get("/v1/models").json()["data"] == []
@@ -187,7 +181,7 @@ def test_listings_show_only_permitted_models(gateway: tuple[Server, str, Path]) 
 
 def test_caps_are_enforced(gateway: tuple[Server, str, Path]) -> None:
     server, user, _ = gateway
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         admin.put("/admin/policy", content=CAPPED)
         refused = chat(app, max_tokens=50)
         assert refused.status_code == 403
@@ -205,7 +199,7 @@ def test_in_flight_requests_finish_under_their_version(
     gateway: tuple[Server, str, Path],
 ) -> None:
     server, user, _ = gateway
-    with server.client as admin, as_key(server, user) as app:
+    with server.client as admin, server.as_key(user) as app:
         lines: list[dict[str, object]] = []
         headers: dict[str, str] = {}
 
@@ -233,7 +227,7 @@ def test_reloading_under_load_fails_no_request(gateway: tuple[Server, str, Path]
     stop = threading.Event()
 
     def load() -> None:
-        with as_key(server, user) as app:
+        with server.as_key(user) as app:
             while not stop.is_set():
                 started = time.monotonic()
                 response = chat(app) if len(results) % 2 else app.get("/v1/models")

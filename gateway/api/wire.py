@@ -75,17 +75,16 @@ def guarded(handler: Handler, render: Callable[[GatewayError], Response],
     version that decided them."""
 
     async def endpoint(request: Request) -> Response:
-        version = None  # not told to callers who did not authenticate
+        caller: Caller | None = None
         try:
             caller = await pipeline.authenticate(request.headers,
                                                  secure=request.url.scheme == "https")
             request.state.caller = caller
-            version = caller.snapshot.version
             response = await handler(request)
         except GatewayError as error:
             response = render(error)
-        if version is not None:
-            response.headers[POLICY_VERSION_HEADER] = version
+        if caller is not None:  # nothing is told to callers who did not authenticate
+            response.headers[POLICY_VERSION_HEADER] = caller.snapshot.version
             response.headers.update(caller.response_headers)
         return response
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -39,11 +41,22 @@ def main() -> None:
     """Vagt: a security gateway that serves local language models."""
 
 
-async def in_database(settings: Settings, store: Callable[[Database], Awaitable[Store]],
-                      work: Callable[[Store], Awaitable[T]]) -> T:
+def in_database(settings: Settings, store: Callable[[Database], Awaitable[Store]],
+                work: Callable[[Store], Awaitable[T]]) -> T:
     """Open the gateway's database, open ``store`` on it, do ``work``, close."""
-    db = await open_database(settings.store_url)
+    async def run() -> T:
+        db = await open_database(settings.store_url)
+        try:
+            return await work(await store(db))
+        finally:
+            await db.close()
+    return asyncio.run(run())
+
+
+@contextmanager
+def reported(*errors: type[Exception]) -> Iterator[None]:
+    """Turn ``errors`` into a clear message on stderr and exit status 1."""
     try:
-        return await work(await store(db))
-    finally:
-        await db.close()
+        yield
+    except errors as exc:
+        fail(str(exc))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
@@ -18,16 +15,10 @@ from gateway.cli.common import (
     database_url_option,
     fail,
     in_database,
+    reported,
     settings_from,
 )
 from gateway.durations import parse_lifetime
-from gateway.settings import Settings
-
-T = TypeVar("T")
-
-
-async def _in_store(settings: Settings, work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    return await in_database(settings, KeyStore.open, work)
 
 
 @click.group(context_settings=CONTEXT)
@@ -45,13 +36,12 @@ def keys_create(name: str, role: str, expires: str | None, data_dir: Path | None
                 database_url: str | None) -> None:
     """Create a key and print its secret once, on stdout."""
     settings = settings_from(data_dir=data_dir, database_url=database_url)
-    try:
+    with reported(ValueError):
         lifetime = None if expires is None else parse_lifetime(expires)
-    except ValueError as exc:
-        fail(str(exc))
     expires_at = None if lifetime is None else time.time() + lifetime
     try:
-        created = asyncio.run(_in_store(settings, lambda s: create_key(s, name, role, expires_at)))
+        created = in_database(settings, KeyStore.open,
+                              lambda s: create_key(s, name, role, expires_at))
     except KeyExists:
         fail(f"a key named '{name}' already exists")
     click.echo(created.secret)
@@ -66,7 +56,7 @@ def keys_create(name: str, role: str, expires: str | None, data_dir: Path | None
 def keys_list(data_dir: Path | None, database_url: str | None) -> None:
     """Keys with their role, state, expiry and last use (never their secrets)."""
     settings = settings_from(data_dir=data_dir, database_url=database_url)
-    records = asyncio.run(_in_store(settings, lambda s: s.all()))
+    records = in_database(settings, KeyStore.open, lambda s: s.all())
     now = time.time()
     click.echo(f"{'NAME':<24} {'ROLE':<12} {'PREFIX':<14} {'STATE':<8} {'EXPIRES':<17} LAST USED")
     for r in records:
@@ -83,7 +73,7 @@ def keys_list(data_dir: Path | None, database_url: str | None) -> None:
 def keys_revoke(name: str, data_dir: Path | None, database_url: str | None) -> None:
     """Revoke a key; the gateway refuses it within the policy's api_keys.cache_ttl."""
     settings = settings_from(data_dir=data_dir, database_url=database_url)
-    if not asyncio.run(_in_store(settings, lambda s: s.revoke(name))):
+    if not in_database(settings, KeyStore.open, lambda s: s.revoke(name)):
         fail(f"no active key named '{name}'")
     click.echo(f"revoked key '{name}'")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 import yaml
 
-from gateway.cli.common import CONTEXT, data_dir_option, fail, settings_from
+from gateway.cli.common import CONTEXT, data_dir_option, fail, reported, settings_from
 from gateway.settings import Settings
 from inference import fetch
 from inference.errors import InferenceError
 from inference.modelfile import parse_modelfile
-from inference.registry import Catalogue
+from inference.registry import Catalogue, ModelSpec
 
 
 @click.group(context_settings=CONTEXT)
@@ -42,10 +42,8 @@ def models_list(data_dir: Path | None) -> None:
 def models_show(name: str, data_dir: Path | None) -> None:
     """A model's catalogue entry."""
     settings = settings_from(data_dir=data_dir)
-    try:
+    with reported(InferenceError):
         spec = _load(settings).resolve(name)
-    except InferenceError as exc:
-        fail(str(exc))
     data = spec.model_dump(mode="json", exclude_defaults=True)
     data["path"] = str(spec.path(settings.models_dir))
     click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
@@ -58,12 +56,9 @@ def models_pull(name: str, data_dir: Path | None) -> None:
     """Fetch a model's weights (from the local catalogue or the library) and verify them."""
     settings = settings_from(data_dir=data_dir)
     catalogue = _load(settings)
-    try:
+    with reported(InferenceError):
         spec = catalogue.find(name) or Catalogue.library().resolve(name)
-        path = fetch.pull(spec, settings.models_dir)
-    except InferenceError as exc:
-        fail(str(exc))
-    catalogue.with_model(spec).save(settings.catalogue_path)
+        path = install(spec, settings)
     click.echo(f"{spec.name}: {path} (sha256 {spec.sha256[:12]}…)")
 
 
@@ -74,10 +69,8 @@ def models_rm(name: str, data_dir: Path | None) -> None:
     """Remove a model from the catalogue, and its weights when no other model uses them."""
     settings = settings_from(data_dir=data_dir)
     catalogue = _load(settings)
-    try:
+    with reported(InferenceError):
         spec = catalogue.resolve(name)
-    except InferenceError as exc:
-        fail(str(exc))
     remaining = catalogue.without(spec.name)
     remaining.save(settings.catalogue_path)
     path = spec.path(settings.models_dir)
@@ -104,8 +97,13 @@ def models_import(file: Path, name: str | None, data_dir: Path | None) -> None:
     click.echo(f"imported {spec.name} from {file}")
 
 
+def install(spec: ModelSpec, settings: Settings) -> Path:
+    """Fetch and verify ``spec``'s weights, then record it in the local catalogue."""
+    path = fetch.pull(spec, settings.models_dir)
+    Catalogue.load(settings.catalogue_path).with_model(spec).save(settings.catalogue_path)
+    return path
+
+
 def _load(settings: Settings) -> Catalogue:
-    try:
+    with reported(InferenceError):
         return Catalogue.load(settings.catalogue_path)
-    except InferenceError as exc:
-        fail(str(exc))

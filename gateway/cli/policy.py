@@ -7,9 +7,8 @@ import difflib
 import getpass
 import json
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar, get_args
+from typing import get_args
 
 import click
 
@@ -19,16 +18,15 @@ from gateway.cli.common import (
     database_url_option,
     fail,
     in_database,
+    reported,
     settings_from,
 )
 from gateway.policy import Action, Policy
 from gateway.policy_source import PolicyError, load_policy, parse_policy
 from gateway.policy_store import PolicyHistory, write_atomically
 from gateway.rbac import Authorizer, explain
-from gateway.settings import Settings
 from inference.registry import Catalogue
 
-T = TypeVar("T")
 SCHEMA_PATH = Path("policies/schema.json")
 policy_option = click.option("--policy", "policy_path", type=click.Path(path_type=Path),
                              help="The policy file (default: policies/default.yaml).")
@@ -39,10 +37,6 @@ def schema_text() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Vagt policy"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-async def _in_history(settings: Settings, work: Callable[[PolicyHistory], Awaitable[T]]) -> T:
-    return await in_database(settings, PolicyHistory.open, work)
 
 
 @click.group(context_settings=CONTEXT)
@@ -95,10 +89,8 @@ def explain_command(policy_path: Path | None, subject: str, groups: tuple[str, .
                     model: str | None, data_dir: Path | None) -> None:
     """Whether an identity may do something, and the rule (file:line) that decides it."""
     settings = settings_from(policy=policy_path, data_dir=data_dir)
-    try:
+    with reported(PolicyError):
         source = load_policy(settings.policy)
-    except PolicyError as exc:
-        fail(str(exc))
     names: tuple[str, ...] = ()
     if model is not None:
         spec = Catalogue.load(settings.catalogue_path).find(model)
@@ -120,7 +112,7 @@ def explain_command(policy_path: Path | None, subject: str, groups: tuple[str, .
 def versions(data_dir: Path | None, database_url: str | None) -> None:
     """Every policy version that was in force: when, and who put it there."""
     settings = settings_from(data_dir=data_dir, database_url=database_url)
-    changes = asyncio.run(_in_history(settings, lambda h: h.changes()))
+    changes = in_database(settings, PolicyHistory.open, lambda h: h.changes())
     for change in changes:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(change.changed_at))
         click.echo(f"{change.version}  {when}  {change.author:<24} {change.origin}")
@@ -139,7 +131,7 @@ def diff(old: str, new: str, data_dir: Path | None, database_url: str | None) ->
         return await history.content(old), await history.content(new)
 
     try:
-        before, after = asyncio.run(_in_history(settings, texts))
+        before, after = in_database(settings, PolicyHistory.open, texts)
     except KeyError as exc:
         fail(str(exc.args[0]))
     click.echo("".join(difflib.unified_diff(
@@ -166,7 +158,7 @@ def rollback(version: str, policy_path: Path | None, data_dir: Path | None,
         return source.version
 
     try:
-        restored = asyncio.run(_in_history(settings, restore))
+        restored = in_database(settings, PolicyHistory.open, restore)
     except KeyError as exc:
         fail(str(exc.args[0]))
     except PolicyError as exc:

@@ -13,10 +13,10 @@ import uvicorn
 
 from gateway.api.context import Context
 from gateway.app import build_app
-from gateway.cli.common import CONTEXT, fail, settings_from
+from gateway.cli.common import CONTEXT, fail, reported, settings_from
+from gateway.cli.models import install
 from gateway.policy_source import PolicyError
 from gateway.settings import Settings
-from inference import fetch
 from inference.errors import InferenceError
 from inference.registry import Catalogue
 
@@ -39,10 +39,8 @@ def serve(host: str | None, port: int | None, policy: Path | None, data_dir: Pat
                              workers=workers, threads=threads, max_queue=max_queue)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
-    try:
+    with reported(InferenceError):
         _ensure_default_model(settings)
-    except InferenceError as exc:
-        fail(str(exc))
     # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on only for sockets that say they are TCP.
     # Without it, Nagle's algorithm holds the second write of a response until the client's
     # delayed ACK — about 40 ms on every reused connection.
@@ -54,10 +52,8 @@ def serve(host: str | None, port: int | None, policy: Path | None, data_dir: Pat
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     bound_port = sock.getsockname()[1]
-    try:
+    with reported(PolicyError, InferenceError):
         app = build_app(settings, on_ready=lambda ctx, key: _banner(ctx, bound_port, key))
-    except (PolicyError, InferenceError) as exc:
-        fail(str(exc))
     config = uvicorn.Config(app, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
@@ -68,14 +64,11 @@ def serve(host: str | None, port: int | None, policy: Path | None, data_dir: Pat
 
 def _ensure_default_model(settings: Settings) -> None:
     """On a fresh data directory, install the library's default model (a second run reuses it)."""
-    catalogue = Catalogue.load(settings.catalogue_path)
-    if catalogue.models:
+    if Catalogue.load(settings.catalogue_path).models:
         return
     library = Catalogue.library()
     assert library.default is not None
-    spec = library.resolve(library.default)
-    fetch.pull(spec, settings.models_dir)
-    catalogue.with_model(spec).save(settings.catalogue_path)
+    install(library.resolve(library.default), settings)
 
 
 def _banner(context: Context, port: int, first_key: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -183,6 +182,3 @@ class GGUFBackend:
         )
         return vectors, tokens
 
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
