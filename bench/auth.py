@@ -75,9 +75,8 @@ async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
     results: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient() as http:
         ldap = LDAPAuthenticator(config.identity.ldap)
-        authenticator = Authenticator(
-            config, APIKeyAuthenticator(store, 3600), OIDCVerifier(config.identity.oidc, http),
-            ldap)
+        keys = APIKeyAuthenticator(store, 3600)
+        authenticator = Authenticator(config, keys, OIDCVerifier(config.identity.oidc, http), ldap)
         for client, alg in (("reporting", "RS256"), ("signed-es", "ES256")):
             token = idp.token(client)
             headers = {"authorization": f"Bearer {token}"}
@@ -104,6 +103,7 @@ async def measure(idp: IdentityProvider, directory: Directory, rounds: int,
         results["api key: cached"] = summary(await timed(
             lambda: authenticator.authenticate({"x-api-key": key}, secure=True), rounds))
         ldap.close()
+        await keys.close()
     await db.close()
     return results
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import time
 
+import redis.asyncio as aioredis
 from micro import report, summary
 
 from gateway.limits.base import Counter, Limiter
@@ -45,6 +46,19 @@ async def cost(limiter: Limiter, rounds: int) -> tuple[dict[str, float], dict[st
             admitted.append((acquired - started) / 1000)
             whole.append((time.perf_counter_ns() - started) / 1000)
     return summary(admitted), summary(whole)
+
+
+async def ping(url: str, rounds: int) -> dict[str, float]:
+    """The floor: one round trip to the same Redis with the same client library."""
+    client = aioredis.Redis.from_url(url)
+    samples = []
+    for i in range(rounds + 200):
+        started = time.perf_counter_ns()
+        await client.ping()
+        if i >= 200:
+            samples.append((time.perf_counter_ns() - started) / 1000)
+    await client.aclose()
+    return summary(samples)
 
 
 async def accuracy(url: str, limit: int = 1000, clients: int = 200) -> float:
@@ -78,6 +92,8 @@ def main() -> None:
                 results[f"{name}: acquire (on the request path)"] = admitted
                 results[f"{name}: acquire + settle"] = whole
             await redis.close()
+            results["redis (loopback): PING with the same client (one round trip)"] = \
+                await ping(server.url, args.rounds)
             ratio = await accuracy(server.url)
             results["redis: admitted ÷ configured, 200 clients, 2 replicas"] = {
                 "median_us": ratio, "p90_us": ratio, "n": 1}

@@ -54,7 +54,8 @@ class SQLiteDatabase:
             return await asyncio.to_thread(self._run, sql, args)
 
     async def close(self) -> None:
-        self._db.close()
+        async with self._lock:  # not while a statement runs on a worker thread
+            self._db.close()
 
 
 class PostgresDatabase:
