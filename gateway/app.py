@@ -18,8 +18,11 @@ from starlette.routing import Route
 
 from gateway.api import ollama, openai
 from gateway.api.admin import AdminAPI
+from gateway.api.audit import AuditAPI
 from gateway.api.context import Context
 from gateway.api.health import HealthAPI
+from gateway.audit.log import AuditLog, AuditUnavailable
+from gateway.audit.record import admin_record
 from gateway.auth.apikeys import create_key
 from gateway.auth.authenticator import AuthenticatorFactory
 from gateway.auth.keystore import KeyStore
@@ -29,7 +32,7 @@ from gateway.limits.redis import RedisLimiter
 from gateway.limits.stage import Admitter
 from gateway.pipeline import Pipeline
 from gateway.policy_source import load_policy
-from gateway.policy_store import PolicyHistory, PolicyStore
+from gateway.policy_store import PolicyHistory, PolicyStore, ReloadListener
 from gateway.settings import Settings
 from gateway.store import open_database
 from gateway.telemetry import metrics
@@ -52,6 +55,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _render_for(request)(InternalError("internal error"))
+
+
+def _audit_reloads(audit: AuditLog) -> ReloadListener:
+    def record(previous: str, current: str, problems: list[str]) -> None:
+        with contextlib.suppress(AuditUnavailable):  # the audit log has said why, loudly
+            audit.submit(admin_record(
+                subject="policy file", action="policy:reload", api="gateway", target=current,
+                detail={"previous": previous, "problems": problems},
+                status=422 if problems else 200,
+                error="invalid_policy" if problems else None, policy_version=current))
+    return record
 
 
 FIRST_KEY_NAME = "admin"
@@ -77,6 +91,7 @@ def build_app(
     routes: list[Route] = [
         *HealthAPI(context).routes, *openai.OpenAIAPI(context).routes,
         *ollama.OllamaAPI(context).routes, *AdminAPI(context).routes,
+        *AuditAPI(context).routes,
     ]
     if settings.metrics:  # unauthenticated, like the health checks: bind it where it belongs
         routes.append(Route("/metrics", metrics, methods=["GET"]))
@@ -90,6 +105,10 @@ def build_app(
             pipeline.policies = PolicyStore(settings.policy, await PolicyHistory.open(db),
                                             authenticators, initial_policy)
             await pipeline.policies.start()
+            pipeline.audit = audit = await AuditLog.open(
+                db, settings, lambda: pipeline.policies.current.source.policy.audit)
+            await audit.start()
+            pipeline.policies.on_reload = _audit_reloads(audit)
             watcher = asyncio.create_task(pipeline.policies.watch())
             preload = [catalogue.default] if settings.preload and catalogue.default else []
             try:
@@ -99,12 +118,16 @@ def build_app(
                 first_key = None
                 if initial_policy.policy.identity.api_keys.enabled and not await keys.all():
                     first_key = (await create_key(keys, FIRST_KEY_NAME, FIRST_KEY_ROLE)).secret
+                    audit.submit(admin_record(
+                        subject="vagt", action="keys:create", api="gateway",
+                        target=FIRST_KEY_NAME, detail={"role": FIRST_KEY_ROLE, "first": True}))
                 if on_ready is not None:
                     on_ready(context, first_key)
                 yield
             finally:
                 watcher.cancel()
                 await manager.close()
+                await audit.close()
                 if isinstance(limiter, RedisLimiter):
                     await limiter.close()
                 await authenticators.close()

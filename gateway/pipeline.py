@@ -5,9 +5,11 @@
     3 admit          reserve tokens against the limits (429); settled when the request ends
     4 run            lease the model's pool and stream its events (404, 503, 502, 400)
 
-Redaction, routing and audit are stages that later issues insert here, each a
-small object with one entry point and no knowledge of HTTP. One request sees one policy snapshot
-from start to finish.
+Every stage notes what it learned on the request's audit Trail (who, which rule, which limit,
+which pool, the tokens); a generation is recorded before its last byte is sent, everything else
+by the API's guard before the response leaves. Redaction and routing are stages that later issues
+insert here, each a small object with one entry point and no knowledge of HTTP. One request sees
+one policy snapshot from start to finish.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from gateway.audit.log import AuditLog
+from gateway.audit.record import Trail
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden, InternalError, translate
-from gateway.limits.stage import Admitter, Permit, rate_headers
+from gateway.limits.stage import Admitter, Permit, RateLimited, rate_headers
 from gateway.policy import Action
 from gateway.policy_store import PolicyStore, Snapshot
-from gateway.rbac import capped
+from gateway.rbac import Decision, capped, refusal
 from inference.errors import InferenceError
 from inference.manager import PoolManager
 from inference.registry import ModelSpec
@@ -39,28 +43,40 @@ from inference.types import (
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller, the policy snapshot its request runs under, and the headers the
-    stages want on its response (the rate-limit figures)."""
+    """An authenticated caller, the policy snapshot its request runs under, its request's audit
+    trail, and the headers the stages want on its response (the rate-limit figures)."""
 
     principal: Principal
     snapshot: Snapshot
+    trail: Trail
     response_headers: dict[str, str] = field(default_factory=dict)
 
-    def authorize(self, action: Action, spec: ModelSpec | None = None) -> None:
-        self.snapshot.authorizer.authorize(self.principal.roles, action,
-                                           spec.names if spec else ())
+    def authorize(self, action: Action, spec: ModelSpec | None = None) -> Decision:
+        """Stage 2: the decision, noted on the trail; 403 when it denies."""
+        if spec is not None:
+            self.trail.model = spec.name
+        decision = self.snapshot.authorizer.decide(self.principal.roles, action,
+                                                   spec.names if spec else ())
+        self.trail.decided(decision)
+        if not decision.allowed:
+            raise refusal(decision)
+        return decision
 
     def may_use(self, spec: ModelSpec) -> bool:
         return self.snapshot.authorizer.may_use(self.principal.roles, spec.names)
 
     def require_use(self, spec: ModelSpec) -> None:
         """Any model action on ``spec`` (showing, loading it): 403 otherwise."""
+        self.trail.model = spec.name
         if not self.may_use(spec):
+            self.trail.rule = "deny by default"
             raise Forbidden(f"not permitted: model '{spec.name}'")
 
 
 class Pipeline:
-    policies: PolicyStore  # put in place when the app starts (it needs the database)
+    # put in place when the app starts (they need the database)
+    policies: PolicyStore
+    audit: AuditLog
 
     def __init__(self, models: PoolManager, admitter: Admitter) -> None:
         self.models = models
@@ -68,11 +84,14 @@ class Pipeline:
         self.tokens = PromptCounters(models.models_dir)
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def authenticate(self, headers: Mapping[str, str], *, secure: bool) -> Caller:
+    async def authenticate(self, headers: Mapping[str, str], trail: Trail, *,
+                           secure: bool) -> Caller:
         """Stage 1: who is calling (401 otherwise)."""
         snapshot = self.policies.current
+        trail.policy_version = snapshot.version
         principal = await snapshot.authenticator.authenticate(headers, secure=secure)
-        return Caller(principal, snapshot)
+        trail.principal = principal
+        return Caller(principal, snapshot, trail)
 
     def resolve(self, name: str) -> ModelSpec:
         try:
@@ -88,8 +107,7 @@ class Pipeline:
     def _authorize(self, caller: Caller, action: Action, spec: ModelSpec,
                    request: ChatRequest | CompletionRequest) -> ChatRequest | CompletionRequest:
         """Stage 2: authorize the action on the model and bring the request within the caps."""
-        decision = caller.snapshot.authorizer.authorize(caller.principal.roles, action,
-                                                        spec.names)
+        decision = caller.authorize(action, spec)
         sampling = capped(request.sampling, spec.parameters, decision.caps)
         return request.model_copy(update={"sampling": sampling})
 
@@ -107,20 +125,25 @@ class Pipeline:
             return prompt + _most_generated(admitted, spec, prompt)
 
         permit = await self._reserve(caller, spec, estimate)
-        events = self._generate(spec, admitted, permit, lambda: prompt)
+        events = self._generate(caller.trail, spec, admitted, permit, lambda: prompt)
         try:
             first = await anext(events)
         except BaseException:
             await events.aclose()
             raise
+        caller.trail.deferred = True
         return _prepend(first, events)
 
     async def _reserve(self, caller: Caller, spec: ModelSpec,
                        estimate: Callable[[], Awaitable[int]]) -> Permit:
         """Stage 3: admit under the limits (429), naming the caller's figures on its response."""
-        permit = await self.admitter.admit(
-            caller.snapshot.source.policy.limits, subject=caller.principal.subject,
-            roles=caller.principal.roles, model_names=spec.names, estimate=estimate)
+        try:
+            permit = await self.admitter.admit(
+                caller.snapshot.source.policy.limits, subject=caller.principal.subject,
+                roles=caller.principal.roles, model_names=spec.names, estimate=estimate)
+        except RateLimited as refused:
+            caller.trail.limit = refused.verdict.counter.name if refused.verdict.counter else None
+            raise
         caller.response_headers.update(rate_headers(permit.verdict))
         return permit
 
@@ -130,26 +153,38 @@ class Pipeline:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    async def _generate(self, spec: ModelSpec, request: ChatRequest | CompletionRequest,
-                        permit: Permit, prompt_tokens: Callable[[], int]
-                        ) -> AsyncGenerator[Event]:
+    async def _generate(self, trail: Trail, spec: ModelSpec,
+                        request: ChatRequest | CompletionRequest, permit: Permit,
+                        prompt_tokens: Callable[[], int]) -> AsyncGenerator[Event]:
         used: int | None = None
         produced = 0
         try:
             async with self.models.lease(spec, request.keep_alive) as lease:
+                trail.pool, trail.hardware = lease.pool.name, lease.pool.hardware
                 async for event in lease.pool.generate(request):
                     if isinstance(event, Done):
                         event.timings.load_ns = lease.load_ns
                         event.timings.total_ns += lease.load_ns
                         used = event.usage.total_tokens
+                        trail.prompt_tokens = event.usage.prompt_tokens
+                        trail.completion_tokens = event.usage.completion_tokens
+                        trail.finish(200)  # recorded before the caller has the last byte
                     else:
                         produced += 1
+                        trail.first_token()
                     yield event
         except InferenceError as exc:
-            raise translate(exc) from None
+            error = translate(exc)
+            if produced:  # failed mid-stream: the error travels in the stream
+                trail.completion_tokens = produced
+                trail.finish(error.status, error.code)
+            raise error from None
         finally:
             if used is None:  # cut short (client gone, worker died): what was really produced
                 used = prompt_tokens() + produced if produced else 0  # 0: it never ran
+                if produced:
+                    trail.completion_tokens = produced
+                    trail.finish(499, "client_disconnected")
             self._settle(permit, used)
 
     async def embed(self, caller: Caller, request: EmbedRequest) -> Embeddings:
@@ -163,8 +198,9 @@ class Pipeline:
         used = 0
         try:
             async with self.models.lease(spec, request.keep_alive) as lease:
+                caller.trail.pool, caller.trail.hardware = lease.pool.name, lease.pool.hardware
                 result = await lease.pool.embed(request)
-            used = result.usage.prompt_tokens
+            used = caller.trail.prompt_tokens = result.usage.prompt_tokens
         except InferenceError as exc:
             raise translate(exc) from None
         finally:

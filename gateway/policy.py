@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.durations import parse_lifetime
+
 AsymmetricAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 ]
@@ -210,12 +212,28 @@ class Limits(_Strict):
     models: dict[str, Limit] = {}  # model glob → for every caller, on the matching models
 
 
+def _lifetime(value: object) -> object:
+    return parse_lifetime(value) if isinstance(value, str) else value
+
+
+Lifetime = Annotated[float, BeforeValidator(_lifetime, json_schema_input_type=float | str),
+                     Field(gt=0, description="seconds, or a duration such as 90d, 12h, 30m")]
+
+
+class AuditPolicy(_Strict):
+    """How the audit log behaves. Records never hold prompt or response text."""
+
+    on_sink_failure: Literal["buffered", "strict"] = "buffered"  # strict: refuse requests
+    retention: Lifetime | None = None  # records older than this are pruned; None: kept forever
+
+
 class Policy(_Strict):
     version: Literal[1]
     identity: Identity = Identity()
     roles: dict[str, Role] = {}
     rules: tuple[Rule, ...] = ()
     limits: Limits = Limits()
+    audit: AuditPolicy = AuditPolicy()
 
     def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
                  api_key_role: str | None) -> frozenset[str]:

@@ -94,6 +94,10 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
+# (previous version, the version now in force, problems of a refused file: empty when loaded)
+ReloadListener = Callable[[str, str, list[str]], None]
+
+
 class PolicyStore:
     def __init__(self, path: Path, history: PolicyHistory,
                  authenticator_for: Callable[[Policy], Authenticator],
@@ -103,6 +107,7 @@ class PolicyStore:
         self._authenticator_for = authenticator_for
         self.current = self._snapshot(initial)
         self._lock = asyncio.Lock()
+        self.on_reload: ReloadListener | None = None  # told of each change of the file
 
     def _snapshot(self, source: PolicySource) -> Snapshot:
         return Snapshot(source, Authorizer(source), self._authenticator_for(source.policy))
@@ -128,11 +133,16 @@ class PolicyStore:
         """Reload when the file changes; an invalid file is logged and the policy stays."""
         async for _ in awatch(self.path.parent, debounce=200, recursive=False,
                               watch_filter=lambda _, changed: Path(changed) == self.path.resolve()):
+            previous = self.current.version
+            problems: list[str] = []
             try:
                 text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
                 await self.apply(text, author="file", write_file=False)
             except PolicyError as exc:
-                for problem in exc.problems:
-                    log.error("policy not reloaded: %s", problem)
+                problems = [str(problem) for problem in exc.problems]
             except OSError as exc:
-                log.error("policy not reloaded: cannot read %s: %s", self.path, exc.strerror)
+                problems = [f"cannot read {self.path}: {exc.strerror}"]
+            for problem in problems:
+                log.error("policy not reloaded: %s", problem)
+            if self.on_reload is not None and (problems or self.current.version != previous):
+                self.on_reload(previous, self.current.version, problems)

@@ -144,14 +144,20 @@ class Authorizer:
                   model_names: tuple[str, ...] = ()) -> Decision:
         decision = self.decide(roles, action, model_names)
         if not decision.allowed:
-            raise Forbidden(f"not permitted: {action}"
-                            + (f" on model '{decision.model}'" if decision.model else ""))
+            raise refusal(decision)
         return decision
 
     def may_use(self, roles: frozenset[str], model_names: tuple[str, ...]) -> bool:
         """Whether any model action is allowed: what model listings show."""
         return any(self.decide(roles, action, model_names).allowed
                    for action in MODEL_ACTIONS)
+
+
+def refusal(decision: Decision) -> Forbidden:
+    """The 403 for a denied decision: the action and model, never the rule (that is for the
+    audit log and for admins' explain)."""
+    return Forbidden(f"not permitted: {decision.action}"
+                     + (f" on model '{decision.model}'" if decision.model else ""))
 
 
 def capped(sampling: Sampling, defaults: Sampling, caps: Caps) -> Sampling:

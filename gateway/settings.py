@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     metrics: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
     limits_url: str | None = Field(
         default=None, description="redis://… to share limits across replicas; default: memory")
+    audit_chain: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="this replica's audit chain; default: HOST-KEYID, one per signing key")
+    audit_public_keys: tuple[Path, ...] = Field(
+        default=(), description="other replicas' audit public keys (PEM), trusted by verify")
     database_url: str | None = Field(
         default=None, description="sqlite:///PATH or postgresql://…; default: DATA_DIR/vagt.db")
 
@@ -46,6 +51,10 @@ class Settings(BaseSettings):
     @property
     def catalogue_path(self) -> Path:
         return self.data_dir / "models.yaml"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.data_dir / "audit"
 
     @property
     def store_url(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +28,19 @@ class UniqueViolation(Exception):
 class Database(Protocol):
     async def execute(self, sql: str, *args: Any) -> None: ...
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``sql`` once per row, all in one transaction: every row is written, or none."""
     async def close(self) -> None: ...
+
+
+@contextmanager
+def _unique_violations() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc):
+            raise UniqueViolation(str(exc)) from None
+        raise
 
 
 class SQLiteDatabase:
@@ -39,12 +53,17 @@ class SQLiteDatabase:
         self._lock = asyncio.Lock()
 
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
-        try:
+        with _unique_violations():
             return self._db.execute(_PARAMETER.sub(r"?\1", sql), args).fetchall()
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc):
-                raise UniqueViolation(str(exc)) from None
-            raise
+
+    def _run_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
+        with _unique_violations(), self._db:  # the connection as context: commit or roll back
+            self._db.execute("BEGIN")
+            self._db.executemany(_PARAMETER.sub(r"?\1", sql), rows)
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._run_many, sql, list(rows))
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self.fetch(sql, *args)
@@ -72,6 +91,13 @@ class PostgresDatabase:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             return [tuple(record) for record in await self._pool.fetch(sql, *args)]
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from None
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.executemany(sql, rows)
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from None
 

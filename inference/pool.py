@@ -95,6 +95,8 @@ class Pool:
     ) -> None:
         self.spec = spec
         self.path = path
+        self.name = f"{spec.name}/gguf"
+        self.hardware = "cpu"  # llama.cpp without offload; hardware routing is a later issue
         self.size = workers
         self.max_queue = max_queue
         self.queue_timeout = queue_timeout

@@ -78,6 +78,7 @@ class Server:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
                  policy: Path = DEFAULT_POLICY) -> None:
         self.data_dir = data_dir
+        self.env = env or {}  # the CLI, run beside this server, sees the same environment
         command = [*VAGT, "serve", "--port", "0", "--data-dir", str(data_dir),
                    "--policy", str(policy), *args]
         self.process = subprocess.Popen(
@@ -106,10 +107,14 @@ class Server:
         self.process.wait(timeout=10)
         raise RuntimeError(f"vagt serve exited: {''.join(self.log)[-2000:]}")
 
+    def vagt(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The CLI on this server's data directory and environment (its database too)."""
+        return run_vagt(*args, "--data-dir", str(self.data_dir), env=self.env)
+
     def create_key(self, name: str, role: str, *options: str) -> str:
         """A new API key for this server, made with the CLI; its secret."""
         result = run_vagt("keys", "create", "--name", name, "--role", role, "--data-dir",
-                          str(self.data_dir), *options)
+                          str(self.data_dir), *options, env=self.env)
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

@@ -33,7 +33,7 @@ class AdminAPI:
 
     @property
     def routes(self) -> list[Route]:
-        return guarded_routes(self.context.pipeline, error_response, [
+        return guarded_routes(self.context.pipeline, error_response, "admin", [
             ("GET", "/admin/policy", self.policy),
             ("PUT", "/admin/policy", self.replace),
             ("GET", "/admin/policy/versions", self.versions),
@@ -58,15 +58,19 @@ class AdminAPI:
         except UnicodeDecodeError:
             raise BadRequest("the policy must be UTF-8 text") from None
         store = self.context.pipeline.policies
+        trail = caller.trail
+        trail.kind = "admin"
         try:
             snapshot = await store.apply(text, author=caller.principal.subject, write_file=True)
         except PolicyError as exc:
+            trail.detail = {"problems": [str(p) for p in exc.problems]}
             return JSONResponse({"error": {
                 "message": f"the policy is invalid ({len(exc.problems)} problem(s)); the "
                            "current policy stays in force",
                 "type": "invalid_request_error", "param": None, "code": "invalid_policy",
                 "problems": [{"line": p.line, "column": p.column, "message": p.message}
                              for p in exc.problems]}}, status_code=422)
+        trail.target, trail.detail = snapshot.version, {"previous": caller.snapshot.version}
         return JSONResponse({"version": snapshot.version,
                              "previous": caller.snapshot.version})
 

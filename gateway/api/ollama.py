@@ -186,7 +186,7 @@ class OllamaAPI:
 
     @property
     def routes(self) -> list[Route]:
-        return guarded_routes(self.context.pipeline, error_response, [
+        return guarded_routes(self.context.pipeline, error_response, "ollama", [
             ("POST", "/api/chat", self.chat),
             ("POST", "/api/generate", self.generate),
             ("POST", "/api/embed", self.embed),

@@ -179,7 +179,7 @@ class OpenAIAPI:
 
     @property
     def routes(self) -> list[Route]:
-        return guarded_routes(self.context.pipeline, error_response, [
+        return guarded_routes(self.context.pipeline, error_response, "openai", [
             ("POST", "/v1/chat/completions", self.chat),
             ("POST", "/v1/completions", self.completions),
             ("POST", "/v1/embeddings", self.embeddings),

@@ -4,6 +4,7 @@ errors that name the field, and the guard that renders GatewayErrors in the API'
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -12,8 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from gateway.audit.log import AuditUnavailable
+from gateway.audit.record import Trail
+from gateway.errors import BadRequest, GatewayError, InternalError, PayloadTooLarge
 from gateway.pipeline import Caller, Pipeline
+
+log = logging.getLogger("vagt.api")
 
 Wire = TypeVar("Wire", bound=BaseModel)
 T = TypeVar("T")
@@ -66,23 +71,40 @@ def typed(build: Callable[[], T]) -> T:
 
 
 POLICY_VERSION_HEADER = "x-vagt-policy-version"
+REQUEST_ID_HEADER = "x-request-id"
 
 
-def guarded(handler: Handler, render: Callable[[GatewayError], Response],
-            pipeline: Pipeline) -> Handler:
+def guarded(handler: Handler, render: Callable[[GatewayError], Response], pipeline: Pipeline,
+            api: str) -> Handler:
     """``handler`` for authenticated callers only (the Caller is ``request.state.caller``), with
-    every GatewayError rendered by ``render``. Responses to authenticated callers name the policy
+    every GatewayError rendered by ``render``, and every request recorded in the audit log
+    before its response leaves (a generation's, by the pipeline, before its last byte). Every
+    response names its request's id; responses to authenticated callers also name the policy
     version that decided them."""
 
     async def endpoint(request: Request) -> Response:
+        trail = Trail(api, f"{request.method} {request.url.path}",
+                      request.client.host if request.client else None, pipeline.audit.submit)
         caller: Caller | None = None
+        error: GatewayError | None = None
         try:
-            caller = await pipeline.authenticate(request.headers,
+            pipeline.audit.admit()
+            caller = await pipeline.authenticate(request.headers, trail,
                                                  secure=request.url.scheme == "https")
             request.state.caller = caller
             response = await handler(request)
-        except GatewayError as error:
+        except GatewayError as refused:
+            error, response = refused, render(refused)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            error = InternalError("internal error")
             response = render(error)
+        if error is not None or not trail.deferred:  # else the generation records itself
+            try:
+                trail.finish(response.status_code, error.code if error else None)
+            except AuditUnavailable as unrecorded:  # a response that cannot be recorded
+                caller, response = None, render(unrecorded)  # is not given
+        response.headers[REQUEST_ID_HEADER] = trail.id
         if caller is not None:  # nothing is told to callers who did not authenticate
             response.headers[POLICY_VERSION_HEADER] = caller.snapshot.version
             response.headers.update(caller.response_headers)
@@ -91,10 +113,11 @@ def guarded(handler: Handler, render: Callable[[GatewayError], Response],
     return endpoint
 
 
-def guarded_routes(pipeline: Pipeline, render: Callable[[GatewayError], Response],
+def guarded_routes(pipeline: Pipeline, render: Callable[[GatewayError], Response], api: str,
                    table: list[tuple[str, str, Handler]]) -> list[Route]:
-    """Routes (method, path, handler) that all need an authenticated caller."""
-    return [Route(path, guarded(handler, render, pipeline), methods=[method])
+    """Routes (method, path, handler) that all need an authenticated caller, for ``api``
+    (openai, ollama, admin: how the audit log names them)."""
+    return [Route(path, guarded(handler, render, pipeline, api), methods=[method])
             for method, path, handler in table]
 
 

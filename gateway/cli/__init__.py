@@ -1,7 +1,8 @@
-"""The `vagt` command: serve, and manage models, API keys and the policy."""
+"""The `vagt` command: serve, and manage models, API keys, the policy and the audit log."""
 
 from __future__ import annotations
 
+from gateway.cli.audit import audit
 from gateway.cli.common import main
 from gateway.cli.keys import keys
 from gateway.cli.models import models
@@ -12,5 +13,6 @@ main.add_command(serve)
 main.add_command(models)
 main.add_command(keys)
 main.add_command(policy)
+main.add_command(audit)
 
 __all__ = ["main"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from gateway.audit.log import AuditLog
+from gateway.audit.record import admin_record
+from gateway.policy import AuditPolicy
 from gateway.settings import Settings
 from gateway.store import Database, open_database
 
@@ -51,6 +55,23 @@ def in_database(settings: Settings, store: Callable[[Database], Awaitable[Store]
         finally:
             await db.close()
     return asyncio.run(run())
+
+
+def audited(settings: Settings, action: str, target: str | None,
+            detail: dict[str, Any] | None = None) -> None:
+    """Record an admin action done from this host's CLI in the audit log (on this host's
+    chain; the OS user is the subject)."""
+    record = admin_record(subject=getpass.getuser(), action=action, target=target,
+                          detail=detail)
+
+    async def open_log(db: Database) -> AuditLog:
+        return await AuditLog.open(db, settings, AuditPolicy, spooled=False)
+
+    try:
+        in_database(settings, open_log, lambda log: log.write([record]))
+    except Exception as exc:  # the action is done; say so, and that it went unrecorded
+        fail(f"{action} {target or ''} was done, but its audit record could not be written: "
+             f"{exc}")
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from gateway.auth.apikeys import create_key
 from gateway.auth.keystore import KeyExists, KeyStore
 from gateway.cli.common import (
     CONTEXT,
+    audited,
     data_dir_option,
     database_url_option,
     fail,
@@ -44,6 +45,8 @@ def keys_create(name: str, role: str, expires: str | None, data_dir: Path | None
                               lambda s: create_key(s, name, role, expires_at))
     except KeyExists:
         fail(f"a key named '{name}' already exists")
+    audited(settings, "keys:create", name, {"role": role, "expires_at": None if expires_at is None
+                                            else int(expires_at)})
     click.echo(created.secret)
     click.echo(f"created key '{name}' with role '{role}'"
                + ("" if expires_at is None else f", expiring {_when(expires_at)}")
@@ -75,6 +78,7 @@ def keys_revoke(name: str, data_dir: Path | None, database_url: str | None) -> N
     settings = settings_from(data_dir=data_dir, database_url=database_url)
     if not in_database(settings, KeyStore.open, lambda s: s.revoke(name)):
         fail(f"no active key named '{name}'")
+    audited(settings, "keys:revoke", name)
     click.echo(f"revoked key '{name}'")
 
 

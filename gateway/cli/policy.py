@@ -14,6 +14,7 @@ import click
 
 from gateway.cli.common import (
     CONTEXT,
+    audited,
     data_dir_option,
     database_url_option,
     fail,
@@ -163,4 +164,5 @@ def rollback(version: str, policy_path: Path | None, data_dir: Path | None,
         fail(str(exc.args[0]))
     except PolicyError as exc:
         fail(f"version {version} is no longer valid:\n{exc}")
+    audited(settings, "policy:rollback", restored, {"file": str(settings.policy)})
     click.echo(f"{settings.policy} now holds version {restored}")

@@ -76,8 +76,11 @@ def _banner(context: Context, port: int, first_key: str | None) -> None:
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     names = [spec.name for spec in context.catalogue.models]
     model = context.catalogue.default or (names[0] if names else "MODEL")
+    audit = context.pipeline.audit
     lines = [f"Vagt is listening on {url}",
-             f"  models: {', '.join(names) or '(none)'}  (default: {model})"]
+             f"  models: {', '.join(names) or '(none)'}  (default: {model})",
+             f"  audit log: chain {audit.chain}, signed by key {audit.signer.key_id} "
+             f"(review: {url}/admin/audit/ui)"]
     if first_key is not None:
         lines.append(f"  admin API key (shown once; store it now): {first_key}")
     key = first_key or "$VAGT_API_KEY"

@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 from tests.servers.idp import free_port
@@ -35,13 +36,27 @@ class Postgres:
         subprocess.run(_as_owner([initdb, "-D", str(self.dir / "data"), "-U", "vagt",
                                   "--auth=trust", "-E", "UTF8"], self.owner),
                        check=True, capture_output=True)
-        subprocess.run(_as_owner([pg_ctl, "-D", str(self.dir / "data"), "-w", "-l",
+        self.start()
+        self.url = f"postgresql://vagt@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        subprocess.run(_as_owner([self._pg_ctl, "-D", str(self.dir / "data"), "-w", "-l",
                                   str(self.dir / "log"), "-o",
                                   f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
                                   "start"], self.owner), check=True, capture_output=True)
-        self.url = f"postgresql://vagt@127.0.0.1:{self.port}/postgres"
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``start`` brings it back on the same port)."""
         subprocess.run(_as_owner([self._pg_ctl, "-D", str(self.dir / "data"), "-m", "immediate",
                                   "stop"], self.owner), check=False, capture_output=True)
+
+    def create_database(self) -> str:
+        """A new, empty database on this server: its URL."""
+        name = f"vagt_{uuid.uuid4().hex[:12]}"
+        subprocess.run(["psql", self.url, "-q", "-c", f"CREATE DATABASE {name}"], check=True,
+                       capture_output=True)
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
