@@ -194,14 +194,14 @@ def test_spooled_records_survive_a_crash_and_are_replayed_once(settings: Setting
     async def crash() -> None:
         h = await Harness(settings).__aenter__()
         await h.log.close()  # a clean stop first: nothing stays in the spool
-        assert not list(spool.glob("*.jsonl"))
+        assert not list(spool.rglob("*.jsonl"))
         # Now a "crash": records reach the spool, the flusher never runs.
         h.log = await AuditLog.open(h.db, settings, AuditPolicy)
         for n in range(5):
             h.log.submit(record(n))
         # one of them made it to the sink before the crash
-        await h.log._commit([json.loads(next(spool.glob("*.jsonl")).read_text().splitlines()[0])])
-        with (next(spool.glob("*.jsonl"))).open("a") as torn:
+        await h.log._commit([json.loads(next(spool.rglob("*.jsonl")).read_text().splitlines()[0])])
+        with (next(spool.rglob("*.jsonl"))).open("a") as torn:
             torn.write('{"id": "torn-wri')  # a line cut short by the crash
         h.log.spool.close()  # type: ignore[union-attr]
         await h.db.close()
@@ -217,7 +217,7 @@ def test_spooled_records_survive_a_crash_and_are_replayed_once(settings: Setting
     targets, reports = asyncio.run(restart())
     assert targets == [f"key-{n}" for n in range(5)]
     assert reports[0]["ok"] is True
-    assert not list(spool.glob("*.jsonl"))
+    assert not list(spool.rglob("*.jsonl"))
 
 
 def test_a_failing_sink_keeps_records_in_the_spool_until_it_recovers(
@@ -237,7 +237,7 @@ def test_a_failing_sink_keeps_records_in_the_spool_until_it_recovers(
             await asyncio.sleep(0.3)
             assert h.log.failing == "database unreachable"
             assert h.log.backlog == 3
-            assert len(list((settings.audit_dir / "spool" / "gw-1").glob("*.jsonl"))) == 1
+            assert len(list((settings.audit_dir / "spool" / "gw-1").rglob("*.jsonl"))) == 1
             h.log.admit()  # buffered (the default): requests go on
             h.log.sink.append = original  # type: ignore[method-assign]
             await asyncio.sleep(1.5)
@@ -290,3 +290,19 @@ def test_two_writers_on_one_chain_interleave_without_forking(settings: Settings)
     [report] = asyncio.run(run())
     assert report["ok"] is True
     assert report["records"] == 20
+
+
+def test_each_process_spools_alone_and_adopts_only_what_the_dead_left(tmp_path: Path) -> None:
+    from gateway.audit.spool import Spool
+
+    root = tmp_path / "spool"
+    first, second = Spool(root), Spool(root)  # two gateways on one data directory
+    first.append(record(1))
+    assert second.segments() == []  # a live owner's segments are never taken
+    first.close()  # stopped with a record still spooled
+    second.close()  # nothing spooled: its directory goes
+    third = Spool(root)
+    [adopted] = third.segments()
+    assert [r["target"] for r in Spool.read(adopted)] == ["key-1"]
+    assert [p.name for p in root.iterdir()] == [third.directory.name]
+    third.close()

@@ -100,7 +100,7 @@ class AuditLog:
         # One chain per key by default: the gateway and the CLI beside it (same data directory,
         # same key) share one; replicas (each its own directory and key) never collide.
         chain = settings.audit_chain or f"{socket.gethostname()}-{signer.key_id[:8]}"
-        spool = Spool(directory / "spool" / chain) if spooled else None
+        spool = Spool(directory / "spool" / chain) if spooled else None  # adopts leftovers
         return cls(await AuditSink.open(db), signer, chain, directory / f"head-{chain}.json",
                    policy, spool)
 

@@ -4,38 +4,59 @@ has them.
 One file (segment) per batch, JSON lines, appended with one write() per record: a record is on
 disk, in the kernel's hands, before its request is answered, so it survives the gateway's
 crash; segments are fsynced when the sink is failing, so a backlog also survives the machine's.
-A segment is deleted once its batch is in the sink; segments found at start are replayed. A lock
-on the directory keeps a second gateway off the same spool.
+A segment is deleted once its batch is in the sink. Each process spools into a directory of its
+own, locked while it runs; at start, a process adopts the segments of directories whose owner
+is gone (stopped, or crashed) and replays them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import uuid
 from pathlib import Path
 
 from gateway.audit.record import Record
 
 
-class SpoolLocked(RuntimeError):
-    """Another process holds this spool."""
-
-
 class Spool:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock)
-            raise SpoolLocked(f"another gateway is using the audit spool in {directory}; "
-                              "give each replica its own data directory") from None
-        self._next = 1 + max((int(p.stem) for p in self.segments()), default=0)
+    """A process's own spool directory under ``root``; at start it adopts what processes that
+    stopped or crashed left in theirs (a held lock means the owner is alive)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory = root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.directory.mkdir(mode=0o700)
+        lock = _lock(self.directory)
+        assert lock is not None, "a new directory cannot be locked by anyone else"
+        self._lock = lock
+        self._next = 1
         self._fd: int | None = None
         self._path: Path | None = None
+        for other in sorted(root.iterdir()):
+            if other != self.directory and other.is_dir():
+                self._adopt(other)
+
+    def _adopt(self, other: Path) -> None:
+        held = _lock(other)
+        if held is None:
+            return  # its owner is alive
+        try:
+            for segment in sorted(p for p in other.glob("*.jsonl") if p.stem.isdigit()):
+                os.replace(segment, self._new_path())
+            (other / ".lock").unlink(missing_ok=True)
+            other.rmdir()
+        except OSError:
+            pass  # something else in there: leave it to a person
+        finally:
+            os.close(held)
+
+    def _new_path(self) -> Path:
+        path = self.directory / f"{self._next:012d}.jsonl"
+        self._next += 1
+        return path
 
     def segments(self) -> list[Path]:
         return sorted(p for p in self.directory.glob("*.jsonl") if p.stem.isdigit())
@@ -44,8 +65,7 @@ class Spool:
         """One record, on disk before this returns (OSError when it cannot be)."""
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         if self._fd is None:
-            self._path = self.directory / f"{self._next:012d}.jsonl"
-            self._next += 1
+            self._path = self._new_path()
             self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         written = os.write(self._fd, line)
         if written != len(line):
@@ -81,5 +101,21 @@ class Spool:
         return records
 
     def close(self) -> None:
+        """Stop; an empty spool directory is removed (one with segments is adopted later)."""
         self.seal()
+        if not self.segments():
+            (self.directory / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
         os.close(self._lock)
+
+
+def _lock(directory: Path) -> int | None:
+    """An exclusive lock on ``directory``, or None when another process holds it."""
+    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
