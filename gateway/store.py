@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
@@ -61,16 +62,26 @@ class SQLiteDatabase:
             self._db.execute("BEGIN")
             self._db.executemany(_PARAMETER.sub(r"?\1", sql), rows)
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """``work`` on a worker thread, one at a time. The lock is held until the thread is done
+        even when the caller is cancelled: the thread cannot be, and the connection is not for
+        two at once."""
         async with self._lock:
-            await asyncio.to_thread(self._run_many, sql, list(rows))
+            done = asyncio.ensure_future(asyncio.to_thread(work, *args))
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                await asyncio.wait([done])
+                raise
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._in_thread(self._run_many, sql, list(rows))
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self.fetch(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._lock:
-            return await asyncio.to_thread(self._run, sql, args)
+        return await self._in_thread(self._run, sql, args)
 
     async def close(self) -> None:
         async with self._lock:  # not while a statement runs on a worker thread

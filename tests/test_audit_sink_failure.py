@@ -60,7 +60,7 @@ def test_buffered_keeps_serving_and_catches_up(start_server: type[Server], data_
         assert [r.status_code for r in during] == [200] * 5
         assert server.logged("audit sink failing", timeout=10)
         spool = data_dir / "audit" / "spool"
-        assert any(spool.rglob("*.jsonl"))
+        assert any(p.stat().st_size for p in spool.rglob("*.jsonl"))  # waiting on disk
         own_postgres.start()
         assert server.logged("audit sink recovered", timeout=15)
         verified = client.get("/admin/audit/verify").json()

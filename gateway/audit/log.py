@@ -39,6 +39,7 @@ SLICE = 64  # records hashed between two looks at the event loop
 MAX_BACKLOG = 200_000  # records waiting for a failing sink before every request is refused
 PRUNE_EVERY = 3600.0  # seconds between retention runs
 RETRY_AFTER = 1.0  # seconds between attempts while the sink fails
+CLOSE_WAIT = 5.0  # seconds a stopping gateway waits for the batch being written
 
 
 def witnesses(settings: Settings) -> dict[str, Head]:
@@ -89,6 +90,7 @@ class AuditLog:
         self._head: Head | None = None
         self._pruned_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     async def open(cls, db: Database, settings: Settings, policy: Callable[[], AuditPolicy],
@@ -146,7 +148,11 @@ class AuditLog:
     async def close(self) -> None:
         """Flush everything that is spooled; what the sink refuses stays in the spool for the
         next start."""
-        if self._task is not None:
+        if self._task is not None:  # let it finish the batch it is writing, for a while
+            self._closing = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=CLOSE_WAIT)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -160,7 +166,7 @@ class AuditLog:
                 self.spool.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.flush()  # whatever accumulated meanwhile: one batch
                 await self._housekeeping()

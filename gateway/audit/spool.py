@@ -33,11 +33,10 @@ class Spool:
         assert lock is not None, "a new directory cannot be locked by anyone else"
         self._lock = lock
         self._next = 1
-        self._fd: int | None = None
-        self._path: Path | None = None
         for other in sorted(root.iterdir()):
             if other != self.directory and other.is_dir():
                 self._adopt(other)
+        self._open()  # created ahead: a request only ever appends to an open file
 
     def _adopt(self, other: Path) -> None:
         held = _lock(other)
@@ -59,25 +58,30 @@ class Spool:
         return path
 
     def segments(self) -> list[Path]:
-        return sorted(p for p in self.directory.glob("*.jsonl") if p.stem.isdigit())
+        """The sealed segments (adopted ones included), oldest first; not the one open."""
+        return sorted(p for p in self.directory.glob("*.jsonl")
+                      if p.stem.isdigit() and p != self._path)
+
+    def _open(self) -> None:
+        self._path: Path = self._new_path()
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._written = 0
 
     def append(self, record: Record) -> None:
         """One record, on disk before this returns (OSError when it cannot be)."""
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-        if self._fd is None:
-            self._path = self._new_path()
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        written = os.write(self._fd, line)
-        if written != len(line):
+        if os.write(self._fd, line) != len(line):
             raise OSError(f"short write to {self._path}")
+        self._written += 1
 
     def seal(self) -> Path | None:
-        """Close the segment being written (the next append starts a new one); its path."""
-        path, fd = self._path, self._fd
-        self._fd = self._path = None
-        if fd is not None:
-            os.close(fd)
-        return path
+        """Close the segment being written and start the next (None when it holds nothing)."""
+        if not self._written:
+            return None
+        sealed = self._path
+        os.close(self._fd)
+        self._open()
+        return sealed
 
     @staticmethod
     def sync(paths: list[Path]) -> None:
@@ -101,8 +105,10 @@ class Spool:
         return records
 
     def close(self) -> None:
-        """Stop; an empty spool directory is removed (one with segments is adopted later)."""
-        self.seal()
+        """Stop; an empty spool directory is removed (one with records is adopted later)."""
+        os.close(self._fd)
+        if not self._written:
+            self._path.unlink(missing_ok=True)
         if not self.segments():
             (self.directory / ".lock").unlink(missing_ok=True)
             with contextlib.suppress(OSError):
