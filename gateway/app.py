@@ -103,7 +103,8 @@ def build_app(
         async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
             authenticators = AuthenticatorFactory(keys, http)
             pipeline.policies = PolicyStore(settings.policy, await PolicyHistory.open(db),
-                                            authenticators, initial_policy)
+                                            authenticators, initial_policy,
+                                            settings.hash_key())
             await pipeline.policies.start()
             pipeline.audit = audit = await AuditLog.open(
                 db, settings, lambda: pipeline.policies.current.source.policy.audit)

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from gateway.audit.log import AuditLog
 from gateway.audit.record import Trail
 from gateway.auth.principal import Principal
-from gateway.errors import Forbidden, InternalError, translate
+from gateway.errors import Forbidden, GatewayError, InternalError, translate
 from gateway.limits.stage import Admitter, Permit, RateLimited, rate_headers
 from gateway.policy import Action
 from gateway.policy_store import PolicyStore, Snapshot
 from gateway.rbac import Decision, capped, refusal
+from gateway.redaction.redactor import Redactable, Session
+from gateway.redaction.stream import ResponseFilter
 from inference.errors import InferenceError
 from inference.manager import PoolManager
 from inference.registry import ModelSpec
@@ -116,7 +118,9 @@ class Pipeline:
         """The request's events, started: a refusal (401/403/404/429/503/400…) is raised here,
         before the caller has sent a byte, so it can still choose the response status."""
         spec = self.resolve(request.model)
-        admitted = self._authorize(caller, action, spec, request)
+        authorized = self._authorize(caller, action, spec, request)
+        session = caller.snapshot.redactor.session(caller.principal.roles)
+        admitted = self._redact(caller, session, authorized)
         prompt = 0
 
         async def estimate() -> int:
@@ -125,7 +129,7 @@ class Pipeline:
             return prompt + _most_generated(admitted, spec, prompt)
 
         permit = await self._reserve(caller, spec, estimate)
-        events = self._generate(caller.trail, spec, admitted, permit, lambda: prompt)
+        events = self._generate(caller.trail, spec, admitted, permit, lambda: prompt, session)
         try:
             first = await anext(events)
         except BaseException:
@@ -133,6 +137,18 @@ class Pipeline:
             raise
         caller.trail.deferred = True
         return _prepend(first, events)
+
+    @staticmethod
+    def _redact(caller: Caller, session: Session, request: Redactable) -> Redactable:
+        """Stage 2b: what the model may see (403 when the policy blocks what the request
+        carries); what was found goes to the audit trail as counts."""
+        try:
+            redacted = session.request(request)
+        finally:
+            caller.trail.pii = session.findings()
+        if caller.snapshot.source.policy.audit.bodies == "redacted":
+            caller.trail.body = {"request": _texts(redacted, session.redactor.masked)}
+        return redacted
 
     async def _reserve(self, caller: Caller, spec: ModelSpec,
                        estimate: Callable[[], Awaitable[int]]) -> Permit:
@@ -155,28 +171,43 @@ class Pipeline:
 
     async def _generate(self, trail: Trail, spec: ModelSpec,
                         request: ChatRequest | CompletionRequest, permit: Permit,
-                        prompt_tokens: Callable[[], int]) -> AsyncGenerator[Event]:
+                        prompt_tokens: Callable[[], int], session: Session
+                        ) -> AsyncGenerator[Event]:
         used: int | None = None
         produced = 0
+        redacting = session.plan.scans_responses or bool(session.pseudonyms)
+        response = ResponseFilter(session) if redacting else None
+        answer: list[str] | None = [] if trail.body is not None else None  # for the audit
         try:
             async with self.models.lease(spec, request.keep_alive) as lease:
                 trail.pool, trail.hardware = lease.pool.name, lease.pool.hardware
                 async for event in lease.pool.generate(request):
                     if isinstance(event, Done):
+                        if response is not None and (rest := response.finish()):
+                            yield Chunk(rest)
                         event.timings.load_ns = lease.load_ns
                         event.timings.total_ns += lease.load_ns
                         used = event.usage.total_tokens
                         trail.prompt_tokens = event.usage.prompt_tokens
                         trail.completion_tokens = event.usage.completion_tokens
+                        trail.pii = session.findings()
+                        if answer is not None and trail.body is not None:
+                            trail.body["response"] = session.redactor.masked("".join(answer))
                         trail.finish(200)  # recorded before the caller has the last byte
-                    else:
-                        produced += 1
-                        trail.first_token()
-                    yield event
-        except InferenceError as exc:
-            error = translate(exc)
+                        yield event
+                        continue
+                    produced += 1
+                    trail.first_token()
+                    if answer is not None:
+                        answer.append(event.text)
+                    text = event.text if response is None else response.feed(event.text)
+                    if text:
+                        yield Chunk(text)
+        except (InferenceError, GatewayError) as exc:
+            error = translate(exc) if isinstance(exc, InferenceError) else exc
             if produced:  # failed mid-stream: the error travels in the stream
                 trail.completion_tokens = produced
+                trail.pii = session.findings()
                 trail.finish(error.status, error.code)
             raise error from None
         finally:
@@ -190,6 +221,8 @@ class Pipeline:
     async def embed(self, caller: Caller, request: EmbedRequest) -> Embeddings:
         spec = self.resolve(request.model)
         caller.authorize("embed", spec)
+        session = caller.snapshot.redactor.session(caller.principal.roles)
+        request = self._redact(caller, session, request)
 
         async def estimate() -> int:
             return await self.tokens.input_tokens(spec, request)
@@ -234,6 +267,17 @@ def _most_generated(request: ChatRequest | CompletionRequest, spec: ModelSpec,
             return limit
     window = request.sampling.num_ctx or spec.parameters.num_ctx or 2048
     return max(0, window - prompt)
+
+
+def _texts(request: ChatRequest | CompletionRequest | EmbedRequest,
+           masked: Callable[[str], str]) -> object:
+    """A request's texts for the audit log, every entity in them masked."""
+    if isinstance(request, ChatRequest):
+        return [{"role": m.role, "content": masked(m.content)} for m in request.messages]
+    if isinstance(request, CompletionRequest):
+        return {"prompt": masked(request.prompt),
+                "suffix": None if request.suffix is None else masked(request.suffix)}
+    return [masked(text) for text in request.inputs]
 
 
 async def _prepend(first: Event, rest: AsyncGenerator[Event]) -> AsyncGenerator[Event]:

@@ -221,10 +221,44 @@ Lifetime = Annotated[float, BeforeValidator(_lifetime, json_schema_input_type=fl
 
 
 class AuditPolicy(_Strict):
-    """How the audit log behaves. Records never hold prompt or response text."""
+    """How the audit log behaves. Records hold prompt and response text only when ``bodies``
+    asks for it, and then never a PII value."""
 
     on_sink_failure: Literal["buffered", "strict"] = "buffered"  # strict: refuse requests
     retention: Lifetime | None = None  # records older than this are pruned; None: kept forever
+    # "redacted": records also keep the request's text and the model's answer, with every
+    # entity the recognizers find replaced by its type (<EMAIL>), whatever the caller's modes
+    bodies: Literal["none", "redacted"] = "none"
+
+
+Entity = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "DK_CPR", "IP_ADDRESS",
+                 "SECRET", "PERSON", "LOCATION", "ORGANIZATION", "*"]
+Mode = Literal["mask", "hash", "pseudonymize", "block", "off"]
+ResponseMode = Literal["mask", "hash", "block", "off"]
+# From the most permissive to the strictest: where several of a caller's roles set an entity,
+# the most permissive wins (roles grant, as for caps and limits).
+MODES: tuple[Mode, ...] = ("off", "pseudonymize", "hash", "mask", "block")
+
+
+class RedactionModes(_Strict):
+    """What happens to each entity type ("*": every other type), in requests (what the model
+    sees) and in responses (what the caller gets)."""
+
+    request: dict[Entity, Mode] = {}
+    response: dict[Entity, ResponseMode] = {}
+
+
+class RedactionPolicy(_Strict):
+    default: RedactionModes = RedactionModes()  # for every caller
+    roles: dict[str, RedactionModes] = {}  # for members of a role, over the default
+    thresholds: dict[Entity, Annotated[float, Field(ge=0, le=1)]] = {}  # default 0.5
+    phone_regions: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] = (
+        "US", "GB", "DK", "DE")  # where a number without +CC is looked up
+
+    @property
+    def enabled(self) -> bool:
+        return any(modes.request or modes.response
+                   for modes in (self.default, *self.roles.values()))
 
 
 class Policy(_Strict):
@@ -234,6 +268,7 @@ class Policy(_Strict):
     rules: tuple[Rule, ...] = ()
     limits: Limits = Limits()
     audit: AuditPolicy = AuditPolicy()
+    redaction: RedactionPolicy = RedactionPolicy()
 
     def roles_of(self, *, subject: str, groups: frozenset[str], idp_roles: frozenset[str],
                  api_key_role: str | None) -> frozenset[str]:
@@ -255,10 +290,12 @@ class Policy(_Strict):
             if caps.temperature is not None and caps.temperature.min > caps.temperature.max:
                 found.append((("roles", name, "caps", "temperature"),
                               f"role '{name}': temperature min is above max"))
-        for name in self.limits.roles:
-            if name not in self.roles:
-                found.append((("limits", "roles", name),
-                              f"role '{name}' in limits is not defined"))
+        for section, names in (("limits", self.limits.roles),
+                               ("redaction", self.redaction.roles)):
+            for name in names:
+                if name not in self.roles:
+                    found.append(((section, "roles", name),
+                                  f"role '{name}' in {section} is not defined"))
         return found
 
 

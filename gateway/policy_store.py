@@ -24,6 +24,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.policy import Policy
 from gateway.policy_source import PolicyError, PolicySource, parse_policy
 from gateway.rbac import Authorizer
+from gateway.redaction.redactor import Redactor
 from gateway.store import Database
 
 log = logging.getLogger("vagt.policy")
@@ -34,6 +35,7 @@ class Snapshot:
     source: PolicySource
     authorizer: Authorizer
     authenticator: Authenticator
+    redactor: Redactor
 
     @property
     def version(self) -> str:
@@ -101,16 +103,18 @@ ReloadListener = Callable[[str, str, list[str]], None]
 class PolicyStore:
     def __init__(self, path: Path, history: PolicyHistory,
                  authenticator_for: Callable[[Policy], Authenticator],
-                 initial: PolicySource) -> None:
+                 initial: PolicySource, redaction_key: bytes) -> None:
         self.path = path.resolve()
         self.history = history
         self._authenticator_for = authenticator_for
+        self._redaction_key = redaction_key
         self.current = self._snapshot(initial)
         self._lock = asyncio.Lock()
         self.on_reload: ReloadListener | None = None  # told of each change of the file
 
     def _snapshot(self, source: PolicySource) -> Snapshot:
-        return Snapshot(source, Authorizer(source), self._authenticator_for(source.policy))
+        return Snapshot(source, Authorizer(source), self._authenticator_for(source.policy),
+                        Redactor(source.policy.redaction, self._redaction_key))
 
     async def start(self) -> None:
         await self.history.record(self.current.source, "startup")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
         description="this replica's audit chain; default: HOST-KEYID, one per signing key")
     audit_public_keys: tuple[Path, ...] = Field(
         default=(), description="other replicas' audit public keys (PEM), trusted by verify")
+    redaction_key: SecretStr | None = Field(
+        default=None, description="the key of the redactor's hash mode (same key, same "
+        "tokens: share it across replicas); default: made in DATA_DIR/redaction.key")
     database_url: str | None = Field(
         default=None, description="sqlite:///PATH or postgresql://…; default: DATA_DIR/vagt.db")
 
@@ -51,6 +56,20 @@ class Settings(BaseSettings):
     @property
     def catalogue_path(self) -> Path:
         return self.data_dir / "models.yaml"
+
+    def hash_key(self) -> bytes:
+        """The key behind the redactor's ``hash`` mode: ``redaction_key``, else a random one
+        made once in the data directory (readable by its owner only)."""
+        if self.redaction_key is not None:
+            return self.redaction_key.get_secret_value().encode()
+        path = self.data_dir / "redaction.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32))
+        return path.read_bytes().strip()
 
     @property
     def audit_dir(self) -> Path:

@@ -17,6 +17,9 @@ LIMIT_STORE_ERRORS = Counter(
 RATE_LIMITED = Counter(
     "vagt_rate_limited_requests", "Requests refused with 429, by kind of limit.", ["kind"],
     registry=REGISTRY)
+PII_FINDINGS = Counter(
+    "vagt_pii_findings", "PII found by the redact stage, by entity type and direction "
+    "(request, response).", ["entity", "direction"], registry=REGISTRY)
 
 
 async def metrics(request: Request) -> Response:

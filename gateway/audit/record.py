@@ -2,7 +2,8 @@
 
 A ``Trail`` follows a request through the stages, each noting what it learned (who, which rule,
 which model and pool, the tokens); ``finish`` turns it into the record, exactly once. Records
-never hold prompt or response text, nor any PII value: PII appears as counts per entity type.
+never hold a PII value: PII appears as counts per entity type, and the request's and response's
+text only when the policy keeps bodies, with every entity found replaced by its type.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ FIELDS = (
     "id", "time", "kind", "subject", "auth_method", "roles", "client", "api", "action", "route",
     "model", "pool", "hardware", "decision", "rule", "limit", "policy_version", "status",
     "error", "prompt_tokens", "completion_tokens", "latency_us", "ttft_us", "pii", "target",
-    "detail",
+    "detail", "body",
 )
 CHAIN_FIELDS = ("chain", "seq", "prev")
 
@@ -75,9 +76,10 @@ class Trail:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     ttft_ns: int | None = None
-    pii: dict[str, int] = field(default_factory=dict)
+    pii: dict[str, dict[str, int]] = field(default_factory=dict)  # direction → type → count
     target: str | None = None
     detail: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None  # the texts, PII masked, when the policy keeps them
     kind: Literal["request", "admin"] = "request"  # admin: changes the gateway's state
     deferred: bool = False  # a generation under way: the pipeline records it when it ends
     finished: bool = False
@@ -114,7 +116,7 @@ class Trail:
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "latency_us": elapsed // 1000,
             "ttft_us": None if self.ttft_ns is None else self.ttft_ns // 1000,
-            "pii": dict(sorted(self.pii.items())), "target": self.target, "detail": self.detail,
+            "pii": self.pii, "target": self.target, "detail": self.detail, "body": self.body,
         })
 
 
@@ -130,6 +132,6 @@ def admin_record(*, subject: str, action: str, target: str | None,
         "decision": decision_of(status), "rule": None, "limit": None,
         "policy_version": policy_version, "status": status, "error": error,
         "prompt_tokens": None, "completion_tokens": None, "latency_us": None, "ttft_us": None,
-        "pii": {}, "target": target, "detail": detail,
+        "pii": {}, "target": target, "detail": detail, "body": None,
     }
 

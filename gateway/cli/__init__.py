@@ -1,4 +1,4 @@
-"""The `vagt` command: serve, and manage models, API keys, the policy and the audit log."""
+"""The `vagt` command: serve; manage models, API keys, the policy, the audit log; redact."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from gateway.cli.common import main
 from gateway.cli.keys import keys
 from gateway.cli.models import models
 from gateway.cli.policy import policy
+from gateway.cli.redact import redact
 from gateway.cli.serve import serve
 
 main.add_command(serve)
@@ -14,5 +15,6 @@ main.add_command(models)
 main.add_command(keys)
 main.add_command(policy)
 main.add_command(audit)
+main.add_command(redact)
 
 __all__ = ["main"]

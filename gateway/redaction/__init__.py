@@ -1,0 +1,1 @@
+"""Redaction: recognizers, the redact stage and the response filter."""
