@@ -61,6 +61,8 @@ bench: $(STAMP) test-servers
 	PYTHONPATH=. $(BIN)/python bench/authz.py
 	PYTHONPATH=. $(BIN)/python bench/limits.py
 	PYTHONPATH=. $(BIN)/python bench/audit.py
+	$(BIN)/pip install --quiet presidio-analyzer presidio-anonymizer  # the peer, for the bench only
+	PYTHONPATH=. $(BIN)/python bench/redaction.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -248,12 +248,33 @@ class RedactionModes(_Strict):
     response: dict[Entity, ResponseMode] = {}
 
 
+class NerSettings(_Strict):
+    """PERSON, LOCATION and ORGANIZATION from a spaCy pipeline (pip install 'vagt[ner]' and a
+    pipeline such as en_core_web_sm): an installed package's name, or a directory."""
+
+    model: str = Field(min_length=1)
+    score: Annotated[float, Field(ge=0, le=1)] = 0.85  # spaCy gives no confidence of its own
+
+
+def ner_unavailable(model: str) -> str | None:
+    """Why the NER pipeline ``model`` cannot be loaded here (None: it can)."""
+    try:
+        import spacy  # optional: only a policy that asks for NER needs it
+    except ImportError:
+        return "redaction.ner needs spaCy: pip install 'vagt[ner]'"
+    if spacy.util.is_package(model) or (Path(model) / "config.cfg").is_file():
+        return None
+    return f"redaction.ner: no spaCy pipeline '{model}' is installed (a package name or a " \
+           "directory holding config.cfg)"
+
+
 class RedactionPolicy(_Strict):
     default: RedactionModes = RedactionModes()  # for every caller
     roles: dict[str, RedactionModes] = {}  # for members of a role, over the default
     thresholds: dict[Entity, Annotated[float, Field(ge=0, le=1)]] = {}  # default 0.5
     phone_regions: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] = (
         "US", "GB", "DK", "DE")  # where a number without +CC is looked up
+    ner: NerSettings | None = None  # names, places, organisations: off unless set
 
     @property
     def enabled(self) -> bool:
@@ -290,6 +311,10 @@ class Policy(_Strict):
             if caps.temperature is not None and caps.temperature.min > caps.temperature.max:
                 found.append((("roles", name, "caps", "temperature"),
                               f"role '{name}': temperature min is above max"))
+        if self.redaction.ner is not None:
+            problem = ner_unavailable(self.redaction.ner.model)
+            if problem is not None:
+                found.append((("redaction", "ner", "model"), problem))
         for section, names in (("limits", self.limits.roles),
                                ("redaction", self.redaction.roles)):
             for name in names:

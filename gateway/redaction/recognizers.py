@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import re
@@ -58,6 +59,83 @@ class Finding:
 Validator = Callable[[str, "re.Match[str]"], float | None]
 
 
+class Scan:
+    """A text being scanned: lower-cased once, and where its digits, ``@`` and ``:`` are, once.
+    Most recognizers only need to look near those: a 4 KiB prompt of prose is scanned in a few
+    small windows, not 4,096 times per pattern."""
+
+    MARGIN = 32  # characters around a cluster of digits that a pattern may still need
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lowered = text.lower()
+        self._regions: dict[str, list[tuple[int, int]]] = {}
+        self.claimed: list[tuple[int, int]] = []  # spans a more specific entity already has
+
+    def is_claimed(self, start: int, end: int) -> bool:
+        return any(start < last and end > first for first, last in self.claimed)
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether one claimed span holds all of start..end (the digits of an IBAN, say)."""
+        return any(first <= start and end <= last for first, last in self.claimed)
+
+    def regions(self, where: str) -> list[tuple[int, int]]:
+        """Where to look: around digit clusters, around @ signs, or everywhere."""
+        found = self._regions.get(where)
+        if found is None:
+            found = self._regions[where] = self._find(where)
+        return found
+
+    def _find(self, where: str) -> list[tuple[int, int]]:
+        size = len(self.text)
+        if where == "all":
+            return [(0, size)]
+        if where in ("@", ":"):  # an address: at most 64 characters before its @, 255 after;
+            before, after = (65, 256) if where == "@" else (46, 46)  # an IPv6 address: 45
+            spans = [(max(0, at - before), min(size, at + after))
+                     for at in _occurrences(self.text, where)]
+        else:  # digits: runs of them, with what may surround them
+            spans = [(max(0, start - self.MARGIN), min(size, end + self.MARGIN))
+                     for start, end in _digit_runs(self.text)]
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+
+_DIGITS = re.compile(r"\d+")
+_DIGIT_MASK = bytes(49 if 48 <= byte <= 57 else 48 for byte in range(256))  # "1" per digit
+
+
+def _occurrences(text: str, char: str) -> Iterator[int]:
+    at = text.find(char)
+    while at != -1:
+        yield at
+        at = text.find(char, at + 1)
+
+
+def _digit_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Where the runs of digits are. For ASCII text (byte offsets are character offsets), by
+    jumping between them over a digit mask, at C speed: a regular expression would step
+    through all 4,096 characters of a prompt to find its twenty digits."""
+    if not text.isascii():
+        for match in _DIGITS.finditer(text):
+            yield match.span()
+        return
+    mask = text.encode().translate(_DIGIT_MASK)
+    start = mask.find(b"1")
+    while start != -1:
+        end = mask.find(b"0", start)
+        if end == -1:
+            yield start, len(mask)
+            return
+        yield start, end
+        start = mask.find(b"1", end)
+
+
 @dataclass(frozen=True)
 class Recognizer:
     entity: str
@@ -65,18 +143,28 @@ class Recognizer:
     validate: Validator
     context: tuple[str, ...] = ()  # words that make it likelier
     negative: tuple[str, ...] = ()  # words that make it unlikelier (order no., ISBN, version…)
-    trigger: str | None = None  # a substring without which the pattern cannot match (fast skip)
+    triggers: tuple[str, ...] = ()  # lower-case substrings one of which a match must contain
+    where: str = "digits"  # the regions of a Scan to look in: "digits", "@", ":" or "all"
+    not_after: re.Pattern[str] | None = None  # a character that may not come just before
     subtype: str | None = None
     group: int = 0  # the pattern group that is the entity
 
-    def find(self, text: str, lowered: str) -> Iterator[Finding]:
-        if self.trigger is not None and self.trigger not in lowered:
+    def matches(self, scan: Scan) -> Iterator[re.Match[str]]:
+        if self.triggers and not any(t in scan.lowered for t in self.triggers):
             return
-        for match in self.pattern.finditer(text):
+        not_after = self.not_after
+        for start, end in scan.regions(self.where):
+            for match in self.pattern.finditer(scan.text, start, end):
+                begin = match.start()
+                if not_after is None or begin == 0 or not not_after.match(scan.text, begin - 1):
+                    yield match
+
+    def find(self, scan: Scan) -> Iterator[Finding]:
+        for match in self.matches(scan):
             score = self.validate(match.group(self.group), match)
             if score is not None:
                 start, end = match.span(self.group)
-                yield self.finding(start, end, score, lowered)
+                yield self.finding(start, end, score, scan.lowered)
 
     def finding(self, start: int, end: int, score: float, lowered: str) -> Finding:
         """A finding, its score moved by the words before it."""
@@ -107,35 +195,41 @@ class GroupedRecognizer(Recognizer):
 
     prefixes_only = False  # phones: tried from a group's start onwards, never mid-number
 
-    def find(self, text: str, lowered: str) -> Iterator[Finding]:
-        for match in self.pattern.finditer(text):
-            yield from self._within(text, lowered, match, match.start(), match.end())
+    def find(self, scan: Scan) -> Iterator[Finding]:
+        for match in self.matches(scan):
+            if not scan.covers(match.start(), match.end()):
+                yield from self._within(scan, match, match.start(), match.end())
 
-    def _within(self, text: str, lowered: str, match: re.Match[str], first: int,
+    def _within(self, scan: Scan, match: re.Match[str], first: int,
                 last: int) -> Iterator[Finding]:
-        groups = [(first + m.start(), first + m.end())
-                  for m in re.finditer(r"\S+", text[first:last])]
+        text, lowered = scan.text, scan.lowered
+        groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, first, last)]
         starts = range(min(1, len(groups))) if self.prefixes_only else range(len(groups))
         runs = sorted(((groups[i][0], groups[j][1]) for i in starts
                        for j in range(i, len(groups))), key=lambda r: (r[0] - r[1], r[0]))
         for begin, finish in runs:
-            if _IBAN_BEFORE.search(text, max(0, begin - 40), begin):
-                continue  # the digits of an IBAN (one that failed its check)
+            if scan.is_claimed(begin, finish) or _IBAN_BEFORE.search(text, max(0, begin - 40),
+                                                                    begin):
+                continue  # a more specific entity's, or the digits of an IBAN that failed
             score = self.validate(text[begin:finish], match)
             if score is not None:
                 yield self.finding(begin, finish, score, lowered)
-                yield from self._within(text, lowered, match, first, begin)
-                yield from self._within(text, lowered, match, finish, last)
+                yield from self._within(scan, match, first, begin)
+                yield from self._within(scan, match, finish, last)
                 return
         if self.prefixes_only and len(groups) > 1:  # no number starts here: try the next group
-            yield from self._within(text, lowered, match, groups[1][0], last)
+            yield from self._within(scan, match, groups[1][0], last)
 
 
+_GROUP = re.compile(r"\S+")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})* ?$")
 
 
+_NON_DIGIT = re.compile(r"\D")
+
+
 def _digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
+    return _NON_DIGIT.sub("", value)
 
 
 # --- EMAIL ---------------------------------------------------------------------------------------
@@ -151,7 +245,7 @@ EMAIL = Recognizer(
     "EMAIL",
     re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"),
-    _email, trigger="@")
+    _email, where="@")
 
 
 # --- PHONE ---------------------------------------------------------------------------------------
@@ -169,24 +263,57 @@ def phone_validator(regions: tuple[str, ...]) -> Validator:
     """Valid in the numbering plan of its country (given with +/00), or of one of ``regions``.
     A bare run of digits is weak evidence (order numbers look the same): context decides."""
     def validate(value: str, match: re.Match[str]) -> float | None:
-        international = value.startswith(("+", "00"))
-        digits = len(_digits(value))
-        if _NOT_PHONE.fullmatch(value) or _NOT_PHONE.fullmatch(match.group(0)) \
-                or not 6 <= digits <= (15 if international else 12) \
-                or sum(len(group) == 1 for group in re.findall(r"\d+", value)) > 1:
-            return None  # a list of single digits is not a phone number
-        number = "+" + value[2:] if value.startswith("00") else value
-        for region in (None,) if international else regions:
-            try:
-                parsed = phonenumbers.parse(number, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(parsed):
-                if international:
-                    return 0.85
-                return 0.65 if _SEPARATED.search(value) else 0.4
-        return None
+        if _NOT_PHONE.fullmatch(match.group(0)):
+            return None
+        return _phone_score(value, regions)
     return validate
+
+
+@functools.lru_cache(maxsize=8192)  # a conversation resends its history with every turn
+def _phone_score(value: str, regions: tuple[str, ...]) -> float | None:
+    international = value.startswith(("+", "00"))
+    digits = len(_digits(value))
+    if _NOT_PHONE.fullmatch(value) or not 6 <= digits <= (15 if international else 12) \
+            or sum(len(group) == 1 for group in _DIGITS.findall(value)) > 1:
+        return None  # a list of single digits is not a phone number
+    number = "+" + value[2:] if value.startswith("00") else value
+    for region in (None,) if international else _fitting(_digits(value), regions):
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            if international:
+                return 0.85
+            return 0.65 if _SEPARATED.search(value) else 0.4
+    return None
+
+
+def _fitting(digits: str, regions: tuple[str, ...]) -> list[str]:
+    """The regions whose numbers can have this many digits (after the trunk prefix): parsing
+    is the expensive part, and most digit runs fit no plan at all."""
+    fitting = []
+    for region in regions:
+        prefix, lengths = _PLANS[region]
+        national = digits[len(prefix):] if prefix and digits.startswith(prefix) else digits
+        if len(national) in lengths or len(digits) in lengths:
+            fitting.append(region)
+    return fitting
+
+
+class _Plans(dict[str, tuple[str, frozenset[int]]]):
+    def __missing__(self, region: str) -> tuple[str, frozenset[int]]:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            raise ValueError(f"unknown phone region {region}")
+        described = metadata.general_desc
+        lengths = described.possible_length if described is not None else None
+        plan = (metadata.national_prefix or "", frozenset(lengths or range(4, 16)))
+        self[region] = plan
+        return plan
+
+
+_PLANS = _Plans()
 
 
 class _PhoneRecognizer(GroupedRecognizer):
@@ -219,10 +346,10 @@ _ISSUERS = re.compile(
 
 def _card(value: str, match: re.Match[str]) -> float | None:
     digits = _digits(value)
-    separators = set(re.findall(r"\D", value))
+    separators = set(_NON_DIGIT.findall(value))
     if len(separators) > 1:
         return None  # "4111 1111-1111 1111" is not how anyone writes a card
-    groups = re.split(r"\D", value)
+    groups = _NON_DIGIT.split(value)
     if separators and not all(3 <= len(group) <= 6 for group in groups[:-1]):
         return None  # cards come in groups of 4 (4-6-5, 4-6-4), never "4 1 1 1 …"
     if not 13 <= len(digits) <= 19 or not _ISSUERS.match(digits) or not luhn.is_valid(digits):
@@ -244,20 +371,31 @@ def _iban(value: str, match: re.Match[str]) -> float | None:
     return 0.95 if stdnum_iban.is_valid(value) else None
 
 
+def _mod97(value: str) -> bool:
+    """The IBAN checksum alone: cheap, so the full check (country, length, format) runs only
+    for candidates that pass it."""
+    compact = value.replace(" ", "")
+    try:
+        return int("".join(str(int(ch, 36)) for ch in compact[4:] + compact[:4])) % 97 == 1
+    except ValueError:
+        return False
+
+
 class _IbanRecognizer(Recognizer):
     """Printed IBANs come in groups of four: the pattern may run into the next word, so the
     longest prefix (at group boundaries) that validates is the IBAN."""
 
-    def find(self, text: str, lowered: str) -> Iterator[Finding]:
-        position = 0
-        while match := self.pattern.search(text, position):
-            value, start = match.group(0), match.start()
-            position = start + 1  # none here: the next one may begin inside this match
-            for end in _group_ends(value):
-                if stdnum_iban.is_valid(value[:end]):
-                    yield Finding("IBAN", start, start + end, 0.95)
-                    position = start + end  # the rest may be the next IBAN
-                    break
+    def find(self, scan: Scan) -> Iterator[Finding]:
+        for first, last in scan.regions(self.where):
+            position = first
+            while match := self.pattern.search(scan.text, position, last):
+                value, start = match.group(0), match.start()
+                position = start + 1  # none here: the next one may begin inside this match
+                for end in _group_ends(value):
+                    if _mod97(value[:end]) and stdnum_iban.is_valid(value[:end]):
+                        yield Finding("IBAN", start, start + end, 0.95)
+                        position = start + end  # the rest may be the next IBAN
+                        break
 
 
 def _group_ends(value: str) -> list[int]:
@@ -288,7 +426,7 @@ US_SSN = Recognizer(
 # --- DK_CPR --------------------------------------------------------------------------------------
 
 def _cpr(value: str, match: re.Match[str]) -> float | None:
-    if not cpr.is_valid(value):
+    if not ("01" <= value[:2] <= "31" and "01" <= value[2:4] <= "12") or not cpr.is_valid(value):
         return None
     return 0.85 if "-" in value else 0.55
 
@@ -304,10 +442,10 @@ DK_CPR = Recognizer(
 
 # --- IP_ADDRESS ----------------------------------------------------------------------------------
 
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-
-
 def _ipv4(value: str, match: re.Match[str]) -> float | None:
+    octets = value.split(".")
+    if any(int(octet) > 255 or (len(octet) > 1 and octet[0] == "0") for octet in octets):
+        return None
     return 0.85
 
 
@@ -325,7 +463,7 @@ def _ipv6(value: str, match: re.Match[str]) -> float | None:
 
 IPV4 = Recognizer(
     "IP_ADDRESS",
-    re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)"),
+    re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
     _ipv4,
     context=("ip", "address", "host", "server", "adresse"),
     negative=("version", "release", "build", "isbn", "oid"))
@@ -333,7 +471,7 @@ IPV6 = Recognizer(
     "IP_ADDRESS",
     re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d{1,3}"
                r"(?:\.\d{1,3}){3})(?:%[\w.]+)?(?![\w:]|\.\w)"),
-    _ipv6, trigger=":",
+    _ipv6, where=":",
     context=("ip", "address", "host", "server", "adresse"))
 
 
@@ -356,27 +494,52 @@ def _bearer(value: str, match: re.Match[str]) -> float | None:
     return 0.85 if any(ch.isdigit() for ch in value) else None  # "Bearer of bad news"
 
 
+# Secret patterns start with a literal ("eyJ", "vagt_", "A…"), which lets the regular expression
+# engine skip ahead at C speed; what may not come just before them is checked by ``not_after``.
 SECRETS = (
     Recognizer("SECRET", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*"
-        r"PRIVATE KEY-----|[\s\S]*)"), _certain, trigger="-----begin", subtype="private_key"),
+        r"PRIVATE KEY-----|[\s\S]*)"), _certain, where="all", subtype="private_key"),
     Recognizer("SECRET", re.compile(
-        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)"
-        r"[A-Z2-7]{16}(?![A-Za-z0-9])"), _certain, subtype="aws_access_key"),
+        r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z2-7]{16}(?![A-Za-z0-9])"),
+        _certain, where="all", not_after=re.compile(r"[A-Za-z0-9]"), subtype="aws_access_key"),
     Recognizer("SECRET", re.compile(
-        r"(?<![\w-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{8,}"),
-        _jwt, trigger="eyj", subtype="jwt"),
-    Recognizer("SECRET", re.compile(r"(?<![\w-])vagt_[A-Za-z0-9_-]{32,}"), _certain,
-               trigger="vagt_", subtype="vagt_api_key"),
+        r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{8,}"),
+        _jwt, where="all", not_after=re.compile(r"[\w-]"), subtype="jwt"),
+    Recognizer("SECRET", re.compile(r"vagt_[A-Za-z0-9_-]{32,}"), _certain, where="all",
+               not_after=re.compile(r"[\w-]"), subtype="vagt_api_key"),
     Recognizer("SECRET", re.compile(
-        r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]{16,}=*)"), _bearer, trigger="bearer",
-        subtype="bearer_token", group=1),
+        r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]{16,}=*)"), _bearer, triggers=("bearer",),
+        where="all", subtype="bearer_token", group=1),
 )
 
 
-def recognizers(phone_regions: tuple[str, ...]) -> tuple[Recognizer, ...]:
-    return (EMAIL, phone(phone_regions), CREDIT_CARD, IBAN, US_SSN, DK_CPR, IPV4, IPV6,
-            *SECRETS)
+class NerRecognizer:
+    """Names, places and organisations, from a spaCy pipeline (loaded once per policy)."""
+
+    LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
+              "FAC": "LOCATION", "ORG": "ORGANIZATION"}
+    entity = "PERSON"  # (for ordering: after every structured entity)
+
+    def __init__(self, model: str, score: float) -> None:
+        import spacy  # optional dependency
+
+        self._nlp = spacy.load(model)
+        self._score = score
+
+    def find(self, scan: Scan) -> Iterator[Finding]:
+        for entity in self._nlp(scan.text).ents:
+            kind = self.LABELS.get(entity.label_)
+            if kind is not None and not scan.is_claimed(entity.start_char, entity.end_char):
+                yield Finding(kind, entity.start_char, entity.end_char, self._score)
+
+
+def recognizers(phone_regions: tuple[str, ...], ner: tuple[str, float] | None = None
+                ) -> tuple[Recognizer | NerRecognizer, ...]:
+    """Every recognizer, the most specific first (see PRIORITY); NER last, when asked for."""
+    structured = sorted((EMAIL, phone(phone_regions), CREDIT_CARD, IBAN, US_SSN, DK_CPR, IPV4,
+                         IPV6, *SECRETS), key=lambda r: PRIORITY[r.entity])
+    return (*structured, *([NerRecognizer(*ner)] if ner is not None else []))
 
 
 # Where findings overlap, the most specific entity wins: a validated structure (a key, a

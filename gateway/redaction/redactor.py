@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 
 from gateway.errors import Forbidden
 from gateway.policy import MODES, Mode, RedactionModes, RedactionPolicy
-from gateway.redaction.recognizers import ENTITIES, Finding, recognizers, resolve
+from gateway.redaction.recognizers import ENTITIES, Finding, Scan, recognizers, resolve
 from gateway.telemetry import PII_FINDINGS
 from inference.types import ChatRequest, CompletionRequest, EmbedRequest
 
@@ -58,7 +58,9 @@ class Redactor:
     def __init__(self, policy: RedactionPolicy, hash_key: bytes) -> None:
         self.policy = policy
         self._hash_key = hash_key
-        self._recognizers = recognizers(policy.phone_regions)
+        ner = policy.ner
+        self._recognizers = recognizers(policy.phone_regions,
+                                        (ner.model, ner.score) if ner is not None else None)
         fallback = policy.thresholds.get("*", DEFAULT_THRESHOLD)
         self.thresholds = {entity: policy.thresholds.get(entity, fallback)  # type: ignore[call-overload]
                            for entity in ENTITIES}
@@ -66,11 +68,14 @@ class Redactor:
 
     def scan(self, text: str) -> list[Finding]:
         """Every entity in ``text`` at or above its threshold, overlaps resolved, in order."""
-        lowered = text.lower()
-        thresholds = self.thresholds
-        return resolve(finding for recognizer in self._recognizers
-                       for finding in recognizer.find(text, lowered)
-                       if finding.score >= thresholds[finding.type])
+        scan, thresholds = Scan(text), self.thresholds
+        found = []
+        for recognizer in self._recognizers:  # the most specific first: they claim their spans
+            for finding in recognizer.find(scan):
+                if finding.score >= thresholds[finding.type]:
+                    found.append(finding)
+                    scan.claimed.append((finding.start, finding.end))
+        return resolve(found)
 
     def masked(self, text: str) -> str:
         """``text`` with every entity replaced by its type (``<EMAIL>``): for the audit log,

@@ -68,7 +68,8 @@ ASCII = str.maketrans({"ø": "oe", "æ": "ae", "å": "aa", "ü": "ue", "ö": "oe
 def email(rng: random.Random, locale: str) -> str:
     first = rng.choice(FIRST[locale]).translate(ASCII)
     last = rng.choice(LAST[locale]).translate(ASCII)
-    local = rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}_{last}{rng.randint(1, 99)}",
+    local = rng.choice([f"{first}.{last}", f"{first[0]}{last}",
+                        f"{first}_{last}{rng.randint(1, 99)}",
                         f"{first}+{rng.choice(['news', 'work', 'x'])}"])
     return f"{local}@{rng.choice(DOMAINS[locale])}"
 
@@ -91,10 +92,11 @@ def phone(rng: random.Random, locale: str) -> tuple[str, bool]:
         if phonenumbers.is_valid_number(number):
             break
     style = rng.random()
+    formats = phonenumbers.PhoneNumberFormat
     if style < 0.4:
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL), False
+        return phonenumbers.format_number(number, formats.INTERNATIONAL), False
     if style < 0.55:
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), False
+        return phonenumbers.format_number(number, formats.E164), False
     national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     if style < 0.9 or not any(ch in national for ch in " -()"):
         return national, not any(ch in national for ch in " -()")
