@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -117,6 +118,20 @@ class Server:
                           str(self.data_dir), *options, env=self.env)
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
+
+    def audit_record(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The audit record of ``request_id`` (read with the admin key), once the flusher has
+        put it in the sink."""
+        deadline = time.monotonic() + timeout
+        with self.client as client:
+            while True:
+                response = client.get(f"/admin/audit/records/{request_id}")
+                if response.status_code == 200:
+                    record: dict[str, Any] = response.json()
+                    return record
+                assert response.status_code == 404, response.text
+                assert time.monotonic() < deadline, f"no audit record for {request_id}"
+                time.sleep(0.05)
 
     def as_key(self, secret: str) -> httpx.Client:
         """An HTTP client that presents ``secret``."""

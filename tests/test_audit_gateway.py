@@ -71,20 +71,6 @@ def keys(gateway: Server) -> dict[str, str]:
     return {role: gateway.create_key(role, role) for role in ("user", "limited", "viewer")}
 
 
-def record_of(gateway: Server, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The audit record of ``request_id``, once the flusher has put it in the sink."""
-    deadline = time.monotonic() + timeout
-    with gateway.client as client:
-        while True:
-            response = client.get(f"/admin/audit/records/{request_id}")
-            if response.status_code == 200:
-                record: dict[str, Any] = response.json()
-                return record
-            assert response.status_code == 404, response.text
-            assert time.monotonic() < deadline, f"no audit record for {request_id}"
-            time.sleep(0.05)
-
-
 def chat(client: httpx.Client, content: str = "Say hi", **extra: Any) -> httpx.Response:
     return client.post("/v1/chat/completions", json={
         "model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 4,
@@ -101,7 +87,7 @@ def test_an_allowed_request_is_recorded_with_its_facts_and_no_text(
         gateway: Server, keys: dict[str, str], chain: str) -> None:
     response = chat(gateway.as_key(keys["user"]), SECRET_PROMPT)
     assert response.status_code == 200
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     usage = response.json()["usage"]
     assert record["kind"] == "request"
     assert (record["subject"], record["auth_method"], record["roles"]) == (
@@ -135,7 +121,7 @@ def test_a_stream_is_recorded_with_its_tokens(gateway: Server, keys: dict[str, s
         lines = [line for line in response.iter_lines() if line.startswith("data: {")]
         request_id = response.headers["x-request-id"]
     usage = json.loads(lines[-1][6:])["usage"]
-    record = record_of(gateway, request_id)
+    record = gateway.audit_record(request_id)
     assert (record["decision"], record["status"]) == ("allowed", 200)
     assert record["completion_tokens"] == usage["completion_tokens"] > 0
     assert record["ttft_us"] < record["latency_us"]
@@ -146,7 +132,7 @@ def test_an_unauthenticated_request_is_recorded_as_denied(gateway: Server) -> No
                           headers={"Authorization": "Bearer vagt_not-a-real-key"})
     assert response.status_code == 401
     assert "x-vagt-policy-version" not in response.headers
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     assert (record["decision"], record["status"], record["error"]) == (
         "denied", 401, "invalid_api_key")
     assert (record["subject"], record["roles"], record["model"]) == (None, [], None)
@@ -157,7 +143,7 @@ def test_a_forbidden_request_names_the_rule_that_denied_it(
         gateway: Server, keys: dict[str, str]) -> None:
     response = chat(gateway.as_key(keys["viewer"]))
     assert response.status_code == 403
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     assert (record["decision"], record["status"], record["error"]) == (
         "denied", 403, "permission_denied")
     assert (record["subject"], record["action"], record["model"]) == ("key:viewer", "chat", MODEL)
@@ -169,7 +155,7 @@ def test_a_rate_limited_request_names_the_limit(gateway: Server, keys: dict[str,
     assert chat(client).status_code == 200
     response = chat(client)
     assert response.status_code == 429
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     assert (record["decision"], record["status"], record["error"]) == (
         "rate_limited", 429, "rate_limit_exceeded")
     assert record["limit"] == "requests (1/minute, roles)"
@@ -187,10 +173,10 @@ def test_failed_requests_are_recorded_with_their_error(
                                    (broken, 400, "invalid_request"),
                                    (too_long, 400, "invalid_request")):
         assert response.status_code == status
-        record = record_of(gateway, response.headers["x-request-id"])
+        record = gateway.audit_record(response.headers["x-request-id"])
         assert (record["decision"], record["status"], record["error"]) == (
             "failed", status, code)
-    assert record_of(gateway, too_long.headers["x-request-id"])["api"] == "ollama"
+    assert gateway.audit_record(too_long.headers["x-request-id"])["api"] == "ollama"
 
 
 def test_admin_actions_are_recorded(gateway: Server, keys: dict[str, str]) -> None:
@@ -199,14 +185,14 @@ def test_admin_actions_are_recorded(gateway: Server, keys: dict[str, str]) -> No
         before = client.get("/admin/policy").json()["version"]
         changed = client.put("/admin/policy", content=POLICY + "# edited over HTTP\n")
         assert changed.status_code == 200
-        record = record_of(gateway, changed.headers["x-request-id"])
+        record = gateway.audit_record(changed.headers["x-request-id"])
         assert (record["kind"], record["action"], record["subject"]) == (
             "admin", "policy:write", "key:admin")
         assert record["target"] == changed.json()["version"]
         assert record["detail"] == {"previous": before}
         refused = client.put("/admin/policy", content="version: 2\n")
         assert refused.status_code == 422
-        record = record_of(gateway, refused.headers["x-request-id"])
+        record = gateway.audit_record(refused.headers["x-request-id"])
         assert (record["kind"], record["decision"], record["status"]) == ("admin", "failed", 422)
     # the CLI, on the gateway's host
     gateway.create_key("audited", "user")
@@ -263,7 +249,7 @@ def test_the_api_filters_and_pages(gateway: Server, keys: dict[str, str]) -> Non
 def test_reading_the_audit_log_needs_audit_read(gateway: Server, keys: dict[str, str]) -> None:
     response = gateway.as_key(keys["user"]).get("/admin/audit")
     assert response.status_code == 403
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     assert (record["action"], record["decision"]) == ("audit:read", "denied")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,18 +66,6 @@ def forced(value: str) -> dict[str, Any]:
         "type": "object", "properties": {"value": {"const": value}}, "required": ["value"]}}}
 
 
-def record_of(gateway: Server, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    with gateway.client as admin:
-        while True:
-            response = admin.get(f"/admin/audit/records/{request_id}")
-            if response.status_code == 200:
-                found: dict[str, Any] = response.json()
-                return found
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
-
 def test_the_model_sees_placeholders_and_the_log_keeps_no_value(
         gateway: Server, keys: dict[str, str]) -> None:
     raw = client(gateway, keys["user"]).chat.completions.with_raw_response.create(
@@ -86,7 +73,7 @@ def test_the_model_sees_placeholders_and_the_log_keeps_no_value(
             {"role": "system", "content": "Card on file: 4111 1111 1111 1111."},
             {"role": "user", "content": f"Mail {EMAIL} and {EMAIL}, tlf +45 32 12 34 56."}])
     assert raw.http_response.status_code == 200
-    record = record_of(gateway, raw.headers["x-request-id"])
+    record = gateway.audit_record(raw.headers["x-request-id"])
     assert record["pii"] == {"request": {"CREDIT_CARD": 1, "EMAIL": 2, "PHONE": 1}}
     sent = record["body"]["request"]  # exactly the messages the model was given
     assert sent == [
@@ -109,7 +96,7 @@ def test_a_secret_in_a_request_is_refused_naming_its_type(
     assert error["code"] == "pii_blocked"
     assert "SECRET" in error["message"]
     assert "AKIA" not in error["message"]
-    record = record_of(gateway, refused.value.response.headers["x-request-id"])
+    record = gateway.audit_record(refused.value.response.headers["x-request-id"])
     assert (record["decision"], record["status"], record["error"]) == (
         "denied", 403, "pii_blocked")
     assert record["pii"] == {"request": {"SECRET": 1}}
@@ -161,7 +148,7 @@ def test_a_blocked_entity_in_a_response_is_withheld(gateway: Server,
         body = response.read().decode()
     assert "AKIA" not in body
     assert '"code":"pii_blocked"' in body
-    record = record_of(gateway, response.headers["x-request-id"])
+    record = gateway.audit_record(response.headers["x-request-id"])
     assert (record["status"], record["error"]) == (403, "pii_blocked")
     assert record["pii"]["response"] == {"SECRET": 1}
 
@@ -169,7 +156,7 @@ def test_a_blocked_entity_in_a_response_is_withheld(gateway: Server,
 def test_embedding_inputs_are_redacted(gateway: Server, keys: dict[str, str]) -> None:
     raw = client(gateway, keys["user"]).embeddings.with_raw_response.create(
         model=MODEL, input=[f"contact {EMAIL}", "nothing here"])
-    record = record_of(gateway, raw.headers["x-request-id"])
+    record = gateway.audit_record(raw.headers["x-request-id"])
     assert record["pii"] == {"request": {"EMAIL": 1}}
     assert record["body"]["request"] == ["contact <EMAIL_1>", "nothing here"]
 

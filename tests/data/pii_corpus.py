@@ -276,18 +276,15 @@ def positive(rng: random.Random, out: Text, entity: str) -> None:
         if rng.random() < 0.7:
             out.add(f"{words['IBAN']} ")
         out.add(iban_number(rng, valid=True), "IBAN")
-    elif entity == "US_SSN":
-        number = ssn_number(rng, valid=True)
+    elif entity in ("US_SSN", "DK_CPR"):
+        ssn = entity == "US_SSN"
+        number = ssn_number(rng, valid=True) if ssn else cpr_number(rng, valid=True)
         dashed = rng.random() < 0.75
-        if not dashed or rng.random() < 0.5:
-            out.add(f"{words['US_SSN']} ")
-        out.add(f"{number[:3]}-{number[3:5]}-{number[5:]}" if dashed else number, "US_SSN")
-    elif entity == "DK_CPR":
-        number = cpr_number(rng, valid=True)
-        dashed = rng.random() < 0.75
-        if not dashed or rng.random() < 0.5:
-            out.add(f"{words['DK_CPR']} ")
-        out.add(f"{number[:6]}-{number[6:]}" if dashed else number, "DK_CPR")
+        if not dashed or rng.random() < 0.5:  # undashed, it needs its name before it
+            out.add(f"{words[entity]} ")
+        written = f"{number[:3]}-{number[3:5]}-{number[5:]}" if ssn else \
+            f"{number[:6]}-{number[6:]}"
+        out.add(written if dashed else number, entity)
     elif entity == "IP_ADDRESS":
         if rng.random() < 0.6:
             out.add(f"{words['IP_ADDRESS']} ")
