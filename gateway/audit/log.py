@@ -88,7 +88,7 @@ class AuditLog:
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._head: Head | None = None
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None  # monotonic; None: not yet in this run
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -269,7 +269,8 @@ class AuditLog:
 
     async def _housekeeping(self) -> None:
         retention = self.policy().retention
-        if retention is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+        if retention is not None and (self._pruned_at is None
+                                      or time.monotonic() - self._pruned_at >= PRUNE_EVERY):
             self._pruned_at = time.monotonic()
             removed = await self.prune(time.time() - retention)
             if removed:
