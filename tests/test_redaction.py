@@ -254,3 +254,36 @@ def test_a_policy_naming_a_missing_pipeline_is_refused_where_it_says_so(
     [problem] = refused.value.problems
     assert (problem.line, problem.column) == (4, 12)
     assert "no spaCy pipeline 'no_such_pipeline'" in problem.message
+
+
+SECRETS_ONLY = RedactionPolicy.model_validate({"default": {"response": {"SECRET": "mask"}}})
+SECRET_RESPONSES = [
+    "Use id:AKIAIOSFODNN7EXAMPLE then Bearer abc123def456ghi789jkl0 and stop.",
+    "Token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abcdefghijkl, vagt_" + "k" * 43 + " end",
+    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\n-----END EC PRIVATE KEY----- Ask Bob at 555.",
+]
+
+
+@pytest.mark.parametrize("text", SECRET_RESPONSES)
+def test_a_plan_for_secrets_only_holds_back_only_what_may_become_a_secret(text: str) -> None:
+    def run(cuts: list[int]) -> str:
+        response = ResponseFilter(Redactor(SECRETS_ONLY, b"k").session(frozenset()))
+        out, last = [], 0
+        for cut in [*cuts, len(text)]:
+            out.append(response.feed(text[last:cut]))
+            last = cut
+        return "".join(out) + response.finish()
+
+    whole = run([])
+    assert "AKIA" not in whole and "eyJ" not in whole and "MHcC" not in whole
+    for cut in range(1, len(text)):
+        assert run([cut]) == whole, f"cut at {cut}"
+
+
+def test_plain_words_flow_at_once_when_only_secrets_are_masked() -> None:
+    response = ResponseFilter(Redactor(SECRETS_ONLY, b"k").session(frozenset()))
+    assert response.feed("Hello") == "Hello"  # cannot grow into a secret
+    assert response.feed(" the") == " the"
+    assert response.feed(" e") == " "  # "e" may become "eyJ…"
+    assert response.feed("asy 42") == "easy 42"  # digits are nothing to this plan
+    assert response.feed(" id:AKI") == " "  # "id:AKI" may become an AWS key id

@@ -149,6 +149,10 @@ class Recognizer:
     subtype: str | None = None
     group: int = 0  # the pattern group that is the entity
 
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset((self.entity,))
+
     def matches(self, scan: Scan) -> Iterator[re.Match[str]]:
         if self.triggers and not any(t in scan.lowered for t in self.triggers):
             return
@@ -519,7 +523,7 @@ class NerRecognizer:
 
     LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
               "FAC": "LOCATION", "ORG": "ORGANIZATION"}
-    entity = "PERSON"  # (for ordering: after every structured entity)
+    types = frozenset(NER_ENTITIES)
 
     def __init__(self, model: str, score: float) -> None:
         import spacy  # optional dependency

@@ -66,11 +66,14 @@ class Redactor:
                            for entity in ENTITIES}
         self._plans: dict[frozenset[str], Plan] = {}
 
-    def scan(self, text: str) -> list[Finding]:
-        """Every entity in ``text`` at or above its threshold, overlaps resolved, in order."""
+    def scan(self, text: str, only: frozenset[str] | None = None) -> list[Finding]:
+        """Every entity in ``text`` (of the types ``only`` names, if given) at or above its
+        threshold, overlaps resolved, in order."""
         scan, thresholds = Scan(text), self.thresholds
         found = []
         for recognizer in self._recognizers:  # the most specific first: they claim their spans
+            if only is not None and not recognizer.types & only:
+                continue
             for finding in recognizer.find(scan):
                 if finding.score >= thresholds[finding.type]:
                     found.append(finding)
