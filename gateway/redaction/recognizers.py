@@ -90,10 +90,12 @@ class Scan:
         size = len(self.text)
         if where == "all":
             return [(0, size)]
-        if where in ("@", ":"):  # an address: at most 64 characters before its @, 255 after;
-            before, after = (65, 256) if where == "@" else (46, 46)  # an IPv6 address: 45
-            spans = [(max(0, at - before), min(size, at + after))
-                     for at in _occurrences(self.text, where)]
+        if where == "@":  # an address: at most 64 characters before its @, 255 after
+            spans = [(max(0, at - 65), min(size, at + 256)) for at in _occurrences(self.text, "@")]
+        elif where == ":":  # an IPv6 address (at most 45): colons between hex digits or colons
+            text = self.text
+            spans = [(max(0, at - 46), min(size, at + 46)) for at in _occurrences(text, ":")
+                     if _HEXISH.match(text, at + 1) or (at and _HEXISH.match(text, at - 1))]
         else:  # digits: runs of them, with what may surround them
             spans = [(max(0, start - self.MARGIN), min(size, end + self.MARGIN))
                      for start, end in _digit_runs(self.text)]
@@ -107,6 +109,7 @@ class Scan:
 
 
 _DIGITS = re.compile(r"\d+")
+_HEXISH = re.compile(r"[0-9A-Fa-f:]")
 _DIGIT_MASK = bytes(49 if 48 <= byte <= 57 else 48 for byte in range(256))  # "1" per digit
 
 
@@ -198,10 +201,12 @@ class GroupedRecognizer(Recognizer):
     ISBN or a date, is never split), and what is left on either side is searched again."""
 
     prefixes_only = False  # phones: tried from a group's start onwards, never mid-number
+    fewest_digits = 13  # in a whole match: fewer, and no run of it can validate
 
     def find(self, scan: Scan) -> Iterator[Finding]:
         for match in self.matches(scan):
-            if not scan.covers(match.start(), match.end()):
+            if not scan.covers(match.start(), match.end()) \
+                    and sum(map(str.isdigit, match.group(0))) >= self.fewest_digits:
                 yield from self._within(scan, match, match.start(), match.end())
 
     def _within(self, scan: Scan, match: re.Match[str], first: int,
@@ -322,6 +327,7 @@ _PLANS = _Plans()
 
 class _PhoneRecognizer(GroupedRecognizer):
     prefixes_only = True
+    fewest_digits = 6
 
 
 def phone(regions: tuple[str, ...]) -> Recognizer:
