@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import ipaddress
 import json
 import re
@@ -278,7 +277,8 @@ def phone_validator(regions: tuple[str, ...]) -> Validator:
     return validate
 
 
-@functools.lru_cache(maxsize=8192)  # a conversation resends its history with every turn
+# Not cached across requests, though a conversation resends its history every turn: a cache
+# would keep people's numbers in the gateway's memory long after their requests.
 def _phone_score(value: str, regions: tuple[str, ...]) -> float | None:
     international = value.startswith(("+", "00"))
     digits = len(_digits(value))
