@@ -32,8 +32,12 @@ def replicas(tmp: Path, model_path: Path, redis_url: str, failure: str) -> list[
     env = {"VAGT_LIMITS_URL": redis_url, "VAGT_METRICS": "true"}
     first = Server(tmp / "data", "--workers", "2", "--threads", "1", "--max-queue", "64",
                    policy=policy, env=env)
-    second = Server(tmp / "data", "--workers", "2", "--threads", "1", "--max-queue", "64",
-                    policy=policy, env=env)
+    try:
+        second = Server(tmp / "data", "--workers", "2", "--threads", "1", "--max-queue", "64",
+                        policy=policy, env=env)
+    except BaseException:
+        first.stop()  # a replica that failed to start must not leave the other running
+        raise
     return [first, second]
 
 
