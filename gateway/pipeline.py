@@ -175,7 +175,7 @@ class Pipeline:
                         ) -> AsyncGenerator[Event]:
         used: int | None = None
         produced = 0
-        redacting = session.plan.scans_responses or bool(session.pseudonyms)
+        redacting = bool(session.plan.acting("response") or session.pseudonyms)
         response = ResponseFilter(session) if redacting else None
         answer: list[str] | None = [] if trail.body is not None else None  # for the audit
         try:

@@ -76,5 +76,10 @@ class Settings(BaseSettings):
         return self.data_dir / "audit"
 
     @property
+    def audit_key(self) -> Path:
+        """The gateway's Ed25519 key that signs its audit checkpoints."""
+        return self.audit_dir / "signing.key"
+
+    @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'vagt.db'}"

@@ -58,7 +58,7 @@ def trusted_keys(settings: Settings, extra: Iterable[Path] = ()
                  ) -> dict[str, Ed25519PublicKey]:
     """The keys whose checkpoints verify: this host's gateway key (when it has one), the
     settings' ``audit_public_keys`` (other replicas') and ``extra``."""
-    own = settings.audit_dir / "signing.key"
+    own = settings.audit_key
     paths = [*([own] if own.exists() else []), *settings.audit_public_keys, *extra]
     keys = [load_public_key(path.read_bytes()) for path in paths]
     return {key_id(key): key for key in keys}
@@ -98,7 +98,7 @@ class AuditLog:
         """The log of this host's chain (``settings.audit_chain``), its key and witness in
         ``settings.audit_dir``; ``spooled`` for the gateway, not for one-shot CLI writes."""
         directory = settings.audit_dir
-        signer = Signer.open(directory / "signing.key")
+        signer = Signer.open(settings.audit_key)
         # One chain per key by default: the gateway and the CLI beside it (same data directory,
         # same key) share one; replicas (each its own directory and key) never collide.
         chain = settings.audit_chain or f"{socket.gethostname()}-{signer.key_id[:8]}"

@@ -125,13 +125,7 @@ def admin_record(*, subject: str, action: str, target: str | None,
                  error: str | None = None, policy_version: str | None = None) -> Record:
     """An admin action taken outside the HTTP API: by the CLI on the gateway's host (``subject``
     is the OS user), or by the gateway itself (a policy file reload, a retention prune)."""
-    return {
-        "id": new_id(), "time": timestamp(), "kind": "admin", "subject": subject,
-        "auth_method": "local", "roles": [], "client": None, "api": api, "action": action,
-        "route": None, "model": None, "pool": None, "hardware": None,
-        "decision": decision_of(status), "rule": None, "limit": None,
-        "policy_version": policy_version, "status": status, "error": error,
-        "prompt_tokens": None, "completion_tokens": None, "latency_us": None, "ttft_us": None,
-        "pii": {}, "target": target, "detail": detail, "body": None,
-    }
-
+    return {**dict.fromkeys(FIELDS), "id": new_id(), "time": timestamp(), "kind": "admin",
+            "subject": subject, "auth_method": "local", "roles": [], "api": api,
+            "action": action, "decision": decision_of(status), "policy_version": policy_version,
+            "status": status, "error": error, "pii": {}, "target": target, "detail": detail}

@@ -187,11 +187,10 @@ class AuditSink:
         """Records appended since ``positions`` (chain → last seq seen), in append order;
         updates ``positions``. What `tail -f` follows: seqs grow in commit order, times may
         not (records reach the sink in batches)."""
-        rows = await self.db.fetch("SELECT chain, MAX(seq) FROM audit_records GROUP BY chain")
         found: list[Record] = []
-        for chain, last in rows:
+        for chain, last in (await self.positions()).items():
             seen = positions.setdefault(chain, 0)
-            if int(last) > seen:
+            if last > seen:
                 fresh = await self.db.fetch(
                     "SELECT seq, body FROM audit_records WHERE chain = $1 AND seq > $2 "
                     "ORDER BY seq LIMIT 1000", chain, seen)
@@ -200,6 +199,7 @@ class AuditSink:
         return found
 
     async def positions(self) -> dict[str, int]:
+        """Each chain's last seq."""
         rows = await self.db.fetch("SELECT chain, MAX(seq) FROM audit_records GROUP BY chain")
         return {chain: int(last) for chain, last in rows}
 

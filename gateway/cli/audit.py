@@ -14,12 +14,13 @@ import click
 
 from gateway.audit.chain import Signer
 from gateway.audit.export import Format, exported, matching
-from gateway.audit.log import AuditLog, trusted_keys, witnesses
+from gateway.audit.log import trusted_keys, witnesses
 from gateway.audit.query import DECISIONS, Query, QueryError, parse_moment
 from gateway.audit.record import Record, timestamp
 from gateway.audit.sink import AuditSink
 from gateway.cli.common import (
     CONTEXT,
+    audit_log,
     audited,
     data_dir_option,
     database_url_option,
@@ -28,8 +29,7 @@ from gateway.cli.common import (
     reported,
     settings_from,
 )
-from gateway.policy import AuditPolicy
-from gateway.store import Database
+from gateway.settings import Settings
 
 T = TypeVar("T")
 
@@ -59,9 +59,13 @@ def _query(limit: int | None = None, order: str | None = None, **filters: Any) -
         return Query.parse(limit=limit, order=order, **filters)
 
 
-def _in_sink(options: dict[str, Any], work: Callable[[AuditSink], Awaitable[T]]) -> T:
-    settings = settings_from(data_dir=options.pop("data_dir", None),
-                             database_url=options.pop("database_url", None))
+def _settings(options: dict[str, Any]) -> Settings:
+    """Settings from the database flags, taken out of ``options`` (what is left: filters)."""
+    return settings_from(data_dir=options.pop("data_dir", None),
+                         database_url=options.pop("database_url", None))
+
+
+def _in_sink(settings: Settings, work: Callable[[AuditSink], Awaitable[T]]) -> T:
     return in_database(settings, AuditSink.open, work)
 
 
@@ -86,9 +90,9 @@ def _print(records: list[Record], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
 def search(limit: int, as_json: bool, **options: Any) -> None:
     """Records matching every filter given, newest first."""
-    filters = {k: options.pop(k) for k in list(options) if k not in ("data_dir", "database_url")}
-    query = _query(limit=limit, **filters)
-    records = _in_sink(options, lambda sink: sink.search(query))
+    settings = _settings(options)
+    query = _query(limit=limit, **options)
+    records = _in_sink(settings, lambda sink: sink.search(query))
     if not as_json:
         click.echo(HEADER)
     _print(records, as_json)
@@ -103,7 +107,7 @@ def search(limit: int, as_json: bool, **options: Any) -> None:
 @database_url_option
 def show(record_id: str, **options: Any) -> None:
     """One record, in full."""
-    record = _in_sink(options, lambda sink: sink.get(record_id))
+    record = _in_sink(_settings(options), lambda sink: sink.get(record_id))
     if record is None:
         fail(f"no audit record has the id '{record_id}'")
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))
@@ -133,7 +137,7 @@ def tail(lines: int, follow: bool, as_json: bool, interval: float, **options: An
             sys.stdout.flush()
 
     with contextlib.suppress(KeyboardInterrupt):
-        _in_sink(options, work)
+        _in_sink(_settings(options), work)
 
 
 @audit.command("export")
@@ -144,8 +148,8 @@ def tail(lines: int, follow: bool, as_json: bool, interval: float, **options: An
               help="Write to this file (default: stdout).")
 def export(form: Format, output: Path | None, **options: Any) -> None:
     """Every matching record, oldest first: JSON lines (each exactly as hashed) or CSV."""
-    filters = {k: options.pop(k) for k in list(options) if k not in ("data_dir", "database_url")}
-    query = _query(limit=500, order="asc", **filters)
+    settings = _settings(options)
+    query = _query(limit=500, order="asc", **options)
 
     async def work(sink: AuditSink) -> int:
         count = 0
@@ -159,7 +163,7 @@ def export(form: Format, output: Path | None, **options: Any) -> None:
                 out.close()
         return count - (1 if form == "csv" else 0)  # the CSV header is not a record
 
-    count = _in_sink(options, work)
+    count = _in_sink(settings, work)
     click.echo(f"exported {count} record(s)" + (f" to {output}" if output else ""), err=True)
 
 
@@ -173,24 +177,21 @@ def export(form: Format, output: Path | None, **options: Any) -> None:
 def verify(public_keys: tuple[Path, ...], as_json: bool, **options: Any) -> None:
     """Check every chain from its start (or last prune) to its end: exit 0 when intact, 1 with
     the first record where a chain breaks."""
-    settings = settings_from(data_dir=options["data_dir"], database_url=options["database_url"])
+    settings = _settings(options)
     with reported(ValueError, OSError):
         keys = trusted_keys(settings, public_keys)
     reports = in_database(settings, AuditSink.open,
                           lambda sink: sink.verify(keys, witnesses(settings)))
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
-    for report in reports:
-        if as_json:
-            continue
-        if report.ok:
-            click.echo(f"OK  {report.chain}: {report.records} record(s) "
-                       f"(seq {report.first_seq or '-'}-{report.last_seq or '-'}), "
-                       f"signed through seq {report.signed_seq or '-'}")
-        else:
-            click.echo(f"BROKEN  {report.chain} at seq {report.broken_at}: {report.problem}")
-    if not reports and not as_json:
-        click.echo("OK  the audit log is empty")
+    else:
+        for report in reports:
+            click.echo(f"OK  {report.chain}: {report.records} record(s) (seq "
+                       f"{report.first_seq or '-'}-{report.last_seq or '-'}), signed through seq "
+                       f"{report.signed_seq or '-'}" if report.ok else
+                       f"BROKEN  {report.chain} at seq {report.broken_at}: {report.problem}")
+        if not reports:
+            click.echo("OK  the audit log is empty")
     if not all(r.ok for r in reports):
         raise SystemExit(1)
 
@@ -210,10 +211,7 @@ def prune(before: str, yes: bool, data_dir: Path | None, database_url: str | Non
     if not yes:
         click.confirm(f"Delete every audit record before {timestamp(moment)}?", abort=True)
 
-    async def open_log(db: Database) -> AuditLog:
-        return await AuditLog.open(db, settings, AuditPolicy, spooled=False)
-
-    removed = in_database(settings, open_log, lambda log: log.prune(moment))
+    removed = in_database(settings, audit_log(settings), lambda log: log.prune(moment))
     audited(settings, "audit:prune", None, {"before": timestamp(moment), "removed": removed})
     click.echo(f"pruned {sum(removed.values())} record(s)" + "".join(
         f"\n  {chain}: {count}" for chain, count in sorted(removed.items())))
@@ -224,7 +222,7 @@ def prune(before: str, yes: bool, data_dir: Path | None, database_url: str | Non
 def public_key(data_dir: Path | None) -> None:
     """Print this host's audit signing key's public half (PEM), for auditors to verify with."""
     settings = settings_from(data_dir=data_dir)
-    path = settings.audit_dir / "signing.key"
+    path = settings.audit_key
     if not path.exists():
         fail(f"no signing key at {path}: it is made when the gateway first starts")
     click.echo(Signer.open(path).public_pem(), nl=False)

@@ -57,18 +57,21 @@ def in_database(settings: Settings, store: Callable[[Database], Awaitable[Store]
     return asyncio.run(run())
 
 
+def audit_log(settings: Settings) -> Callable[[Database], Awaitable[AuditLog]]:
+    """Opens this host's audit chain for one-shot writes (no spool: the CLI writes at once)."""
+    async def open_log(db: Database) -> AuditLog:
+        return await AuditLog.open(db, settings, AuditPolicy, spooled=False)
+    return open_log
+
+
 def audited(settings: Settings, action: str, target: str | None,
             detail: dict[str, Any] | None = None) -> None:
     """Record an admin action done from this host's CLI in the audit log (on this host's
     chain; the OS user is the subject)."""
     record = admin_record(subject=getpass.getuser(), action=action, target=target,
                           detail=detail)
-
-    async def open_log(db: Database) -> AuditLog:
-        return await AuditLog.open(db, settings, AuditPolicy, spooled=False)
-
     try:
-        in_database(settings, open_log, lambda log: log.write([record]))
+        in_database(settings, audit_log(settings), lambda log: log.write([record]))
     except Exception as exc:  # the action is done; say so, and that it went unrecorded
         fail(f"{action} {target or ''} was done, but its audit record could not be written: "
              f"{exc}")

@@ -281,12 +281,12 @@ def phone_validator(regions: tuple[str, ...]) -> Validator:
 # would keep people's numbers in the gateway's memory long after their requests.
 def _phone_score(value: str, regions: tuple[str, ...]) -> float | None:
     international = value.startswith(("+", "00"))
-    digits = len(_digits(value))
-    if _NOT_PHONE.fullmatch(value) or not 6 <= digits <= (15 if international else 12) \
+    digits = _digits(value)
+    if _NOT_PHONE.fullmatch(value) or not 6 <= len(digits) <= (15 if international else 12) \
             or sum(len(group) == 1 for group in _DIGITS.findall(value)) > 1:
         return None  # a list of single digits is not a phone number
     number = "+" + value[2:] if value.startswith("00") else value
-    for region in (None,) if international else _fitting(_digits(value), regions):
+    for region in (None,) if international else _fitting(digits, regions):
         try:
             parsed = phonenumbers.parse(number, region)
         except phonenumbers.NumberParseException:
@@ -378,7 +378,8 @@ CREDIT_CARD = GroupedRecognizer(
 # --- IBAN ----------------------------------------------------------------------------------------
 
 def _iban(value: str, match: re.Match[str]) -> float | None:
-    return 0.95 if stdnum_iban.is_valid(value) else None
+    """mod-97 first (cheap), then country, length and BBAN format (python-stdnum)."""
+    return 0.95 if _mod97(value) and stdnum_iban.is_valid(value) else None
 
 
 def _mod97(value: str) -> bool:
@@ -402,8 +403,9 @@ class _IbanRecognizer(Recognizer):
                 value, start = match.group(0), match.start()
                 position = start + 1  # none here: the next one may begin inside this match
                 for end in _group_ends(value):
-                    if _mod97(value[:end]) and stdnum_iban.is_valid(value[:end]):
-                        yield Finding("IBAN", start, start + end, 0.95)
+                    score = self.validate(value[:end], match)
+                    if score is not None:
+                        yield Finding("IBAN", start, start + end, score)
                         position = start + end  # the rest may be the next IBAN
                         break
 
@@ -471,18 +473,18 @@ def _ipv6(value: str, match: re.Match[str]) -> float | None:
     return 0.85
 
 
+_IP_CONTEXT = ("ip", "address", "host", "server", "adresse")
 IPV4 = Recognizer(
     "IP_ADDRESS",
     re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
     _ipv4,
-    context=("ip", "address", "host", "server", "adresse"),
+    context=_IP_CONTEXT,
     negative=("version", "release", "build", "isbn", "oid"))
 IPV6 = Recognizer(
     "IP_ADDRESS",
     re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|\d{1,3}"
                r"(?:\.\d{1,3}){3})(?:%[\w.]+)?(?![\w:]|\.\w)"),
-    _ipv6, where=":",
-    context=("ip", "address", "host", "server", "adresse"))
+    _ipv6, where=":", context=_IP_CONTEXT)
 
 
 # --- SECRET --------------------------------------------------------------------------------------

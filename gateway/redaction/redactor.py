@@ -45,13 +45,10 @@ class Plan:
     request: Mapping[str, Mode]
     response: Mapping[str, Mode]
 
-    @property
-    def scans_requests(self) -> bool:
-        return any(mode != "off" for mode in self.request.values())
-
-    @property
-    def scans_responses(self) -> bool:
-        return any(mode != "off" for mode in self.response.values())
+    def acting(self, direction: str) -> frozenset[str]:
+        """The entity types this plan does something about in ``direction``."""
+        modes = self.request if direction == "request" else self.response
+        return frozenset(entity for entity, mode in modes.items() if mode != "off")
 
 
 class Redactor:
@@ -178,7 +175,7 @@ class Session:
     def request(self, request: Redactable) -> Redactable:
         """The request as the model may see it: every text it carries (all messages, the
         prompt and suffix, embedding inputs) redacted. Raises Blocked naming the types."""
-        if not self.plan.scans_requests:
+        if not self.plan.acting("request"):
             return request
         blocked: list[str] = []
 

@@ -43,7 +43,7 @@ _SIGNS = {
 
 def _signs(session: Session) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
     """The tail and last-word patterns for what this session's plan acts on in responses."""
-    acting = {entity for entity, mode in session.plan.response.items() if mode != "off"}
+    acting = session.plan.acting("response")
     kinds = {"DIGITS"} if acting & set(_DIGIT_ENTITIES) else set()
     kinds |= {kind for kind in ("IBAN", "IP_ADDRESS", "EMAIL", "SECRET") if kind in acting}
     if acting & {"PERSON", "LOCATION", "ORGANIZATION"}:
@@ -65,8 +65,7 @@ class ResponseFilter:
         self._context = ""  # the end of what was sent: context words for what follows
         self._signs = _signs(session)
         # a response is scanned for what the plan acts on (each token is: keep it cheap)
-        self._acting = frozenset(entity for entity, mode in session.plan.response.items()
-                                 if mode != "off")
+        self._acting = session.plan.acting("response")
 
     def _restore(self, text: str) -> str:
         """The model's own text with the pseudonyms it was given turned back into originals
